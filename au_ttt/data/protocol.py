@@ -1,0 +1,82 @@
+"""Published protocol facts for BP4D and DISFA: AU sets, subject-exclusive parts, fold numberings.
+
+Every constant here is cited in ``shared/reference/protocol.md`` §1 (subject lists are the ones used by
+ME-GraphAU, JAA-Net, FG-Net, AUNCE and MDHR alike). Folds are always *named by their test part*; the
+two published numberings are kept as explicit maps so a user can translate either way.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = [
+    "AUS", "BP4D_AUS", "BP4D_PARTS", "CROSS_DOMAIN_AUS", "DATASETS", "DISFA_AUS", "DISFA_OCCURRENCE_THRESHOLD",
+    "DISFA_PARTS", "FGNET_FOLD_TEST_PART", "MEGRAPHAU_FOLD_TEST_PART", "PARTS", "Dataset", "au_columns",
+    "cross_domain_indices", "part_of_subject", "train_parts",
+]
+
+Dataset = Literal["bp4d", "disfa"]
+DATASETS: tuple[Dataset, ...] = ("bp4d", "disfa")
+
+# The AUs each dataset is evaluated on (paper §III-A, following DRML [16]).
+BP4D_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+DISFA_AUS: tuple[int, ...] = (1, 2, 4, 6, 9, 12, 25, 26)
+AUS: dict[str, tuple[int, ...]] = {"bp4d": BP4D_AUS, "disfa": DISFA_AUS}
+
+# DISFA intensity (0-5) → occurrence: intensity >= 2 (ME-GraphAU tool/DISFA_image_label_process.py).
+DISFA_OCCURRENCE_THRESHOLD = 2
+
+# AUs shared by the two datasets, scored in cross-domain evaluation (FG-Net eval_interpreter.py).
+CROSS_DOMAIN_AUS: tuple[int, ...] = (1, 2, 4, 6, 12)
+
+# Subject-exclusive parts (protocol.md §1.1, §1.2). Order inside a part is the published order.
+BP4D_PARTS: dict[int, tuple[str, ...]] = {
+    1: ("F001", "M007", "F018", "F008", "F002", "M004", "F010", "F009", "M012", "M001", "F016", "M014", "F023",
+        "M008"),
+    2: ("M011", "F003", "M010", "M002", "F005", "F022", "M018", "M017", "F013", "M016", "F020", "F011", "M013",
+        "M005"),
+    3: ("F007", "F015", "F006", "F019", "M006", "M009", "F012", "M003", "F004", "F021", "F017", "M015", "F014"),
+}
+DISFA_PARTS: dict[int, tuple[str, ...]] = {
+    1: ("SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"),
+    2: ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
+    3: ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
+}
+PARTS: dict[str, dict[int, tuple[str, ...]]] = {"bp4d": BP4D_PARTS, "disfa": DISFA_PARTS}
+
+# Published fold numberings → the part each fold tests on (protocol.md §1.3). We name folds by test part.
+MEGRAPHAU_FOLD_TEST_PART: dict[int, int] = {1: 3, 2: 2, 3: 1}   # ME-GraphAU / MDHR / JAA-Net "combine_1_2"
+FGNET_FOLD_TEST_PART: dict[int, int] = {0: 1, 1: 2, 2: 3}       # FG-Net labels/{0,1,2}/test.csv
+
+
+def au_columns(dataset: str) -> list[str]:
+    """Index column names of a dataset's AUs, e.g. ['AU1', 'AU2', …]."""
+    return [f"AU{au}" for au in AUS[_check_dataset(dataset)]]
+
+
+def part_of_subject(dataset: str, subject: str) -> int:
+    """The published part (1, 2, 3) of a subject; unknown subjects are an error, not a silent drop."""
+    for part, subjects in PARTS[_check_dataset(dataset)].items():
+        if subject in subjects:
+            return part
+    raise KeyError(f"subject {subject!r} is not in any published {dataset.upper()} part "
+                   f"(known: {', '.join(s for p in PARTS[dataset].values() for s in p)})")
+
+
+def train_parts(test_part: int) -> tuple[int, ...]:
+    """Training parts of the fold that tests on ``test_part``."""
+    if test_part not in (1, 2, 3):
+        raise ValueError(f"test part must be 1, 2 or 3, got {test_part!r}")
+    return tuple(p for p in (1, 2, 3) if p != test_part)
+
+
+def cross_domain_indices(dataset: str) -> list[int]:
+    """Output indices of the cross-domain AUs in a dataset's AU order (BP4D [0,1,2,3,6]; DISFA [0,1,2,3,5])."""
+    aus = AUS[_check_dataset(dataset)]
+    return [aus.index(au) for au in CROSS_DOMAIN_AUS]
+
+
+def _check_dataset(dataset: str) -> str:
+    if dataset not in AUS:
+        raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
+    return dataset
