@@ -14,6 +14,7 @@ from au_ttt.errors import InputError
 COMMANDS: dict[str, str] = {
     "info": "info",
     "bench": "bench",
+    "data": "data",
 }
 
 

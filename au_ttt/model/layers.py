@@ -181,7 +181,7 @@ class MultiScalePerception(nn.Module):
         self.pointwise = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        B, L, D = x.shape
+        B, _, D = x.shape
         gh, gw = self.grid_size
         grid = x[:, :-1].transpose(1, 2).reshape(B, D, gh, gw)
         y = self.pointwise(self.act(sum(conv(grid) for conv in self.convs)))
@@ -205,7 +205,7 @@ class AURoITTT(nn.Module):
         self.ttt = TTTLinear(dim, num_heads, mini_batch_size=num_aus, **ttt_kw)
 
     def forward(self, x: Tensor, masks: Tensor) -> Tensor:
-        B, L, D = x.shape
+        B, L, _ = x.shape
         m = masks.reshape(B, self.num_aus, L - 1).to(x.dtype)           # (B, A, J)
         tokens = m @ x[:, :-1] / (L - 1)                                 # (B, A, D) mean of Z·Mask
         u = self.ttt(tokens)                                             # (B, A, D)

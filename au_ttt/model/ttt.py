@@ -35,9 +35,7 @@ def default_token_scale(mini_batch_size: int, device=None, dtype=None) -> Tensor
 
 def ln_forward(z: Tensor, weight: Tensor, bias: Tensor, eps: float = LN_EPS) -> Tensor:
     """LayerNorm over the last dim with per-head affine; weight/bias broadcast as (H, 1, F)."""
-    mu = z.mean(-1, keepdim=True)
-    var = z.var(-1, keepdim=True, unbiased=False)
-    return (z - mu) / torch.sqrt(var + eps) * weight + bias
+    return torch.nn.functional.layer_norm(z, z.shape[-1:], eps=eps) * weight + bias
 
 
 def ln_l2_grad(z: Tensor, target: Tensor, weight: Tensor, bias: Tensor, eps: float = LN_EPS) -> Tensor:
@@ -46,11 +44,11 @@ def ln_l2_grad(z: Tensor, target: Tensor, weight: Tensor, bias: Tensor, eps: flo
     With x̂ = (z − μ)/σ and g = γ ∘ (γ ∘ x̂ + β − target):  δ = (F·g − Σg − x̂·Σ(g∘x̂)) / (F·σ).
     """
     f = z.shape[-1]
-    mu = z.mean(-1, keepdim=True)
-    std = torch.sqrt(z.var(-1, keepdim=True, unbiased=False) + eps)
-    x_hat = (z - mu) / std
+    var, mu = torch.var_mean(z, dim=-1, keepdim=True, correction=0)
+    rstd = torch.rsqrt(var + eps)
+    x_hat = (z - mu) * rstd
     g = weight * (weight * x_hat + bias - target)
-    return (f * g - g.sum(-1, keepdim=True) - x_hat * (g * x_hat).sum(-1, keepdim=True)) / (f * std)
+    return (f * g - g.sum(-1, keepdim=True) - x_hat * (g * x_hat).sum(-1, keepdim=True)) * (rstd / f)
 
 
 def _check_shapes(q: Tensor, k: Tensor, v: Tensor, w0: Tensor, b0: Tensor, lr: Tensor, mini_batch_size: int):
@@ -79,14 +77,16 @@ def _dual_segment(
     eta = tok[:, None] * lr[..., None, :]                            # (B,H,n,b,b)
     coef = torch.tril(eta * (q @ k.transpose(-1, -2) + 1.0))         # (B,H,n,b,b) — all hoisted out of the scan
     eta_last = eta[..., -1, :, None]                                 # (B,H,n,b,1) = tok_{b-1} · lr_j
+    b_tok = q.shape[3]
+    qk = torch.cat([k, q], dim=3)                                    # (B,H,n,2b,F): one matmul with W per step
     outs = []
     for i in range(q.shape[2]):
-        qi, ki = q[:, :, i], k[:, :, i]                              # (B,H,b,F)
-        delta = ln_l2_grad(ki @ W + b, target[:, :, i], ln_w, ln_b)  # (B,H,b,F) ∂ℓ_j/∂z_j at the start state
-        z_hat = qi @ W + b - coef[:, :, i] @ delta                   # (B,H,b,F)
-        outs.append(qi + ln_forward(z_hat, ln_w, ln_b))
+        z = qk[:, :, i] @ W + b                                      # (B,H,2b,F) = [KW + b; QW + b]
+        delta = ln_l2_grad(z[..., :b_tok, :], target[:, :, i], ln_w, ln_b)  # (B,H,b,F) ∂ℓ_j/∂z_j at start state
+        z_hat = z[..., b_tok:, :] - coef[:, :, i] @ delta            # (B,H,b,F)
+        outs.append(q[:, :, i] + ln_forward(z_hat, ln_w, ln_b))
         scaled = eta_last[:, :, i] * delta                           # (B,H,b,F)
-        W = W - ki.transpose(-1, -2) @ scaled                        # (B,H,F,F) carry W_{b-1}
+        W = W - k[:, :, i].transpose(-1, -2) @ scaled                # (B,H,F,F) carry W_{b-1}
         b = b - scaled.sum(-2, keepdim=True)                         # (B,H,1,F) carry b_{b-1}
     return torch.stack(outs, dim=2), W, b
 
@@ -116,7 +116,7 @@ def ttt_linear(
     tok = default_token_scale(mb, q.device, q.dtype) if token_scale is None else token_scale.to(q.dtype)
     if tok.shape != (mb,):
         raise ValueError(f"token_scale must have shape ({mb},), got {tuple(tok.shape)}")
-    W = w0.to(q.dtype).expand(B, H, F, F)
+    W = w0.to(q.dtype).expand(B, H, F, F).contiguous()
     b = b0.to(q.dtype)[None, :, None, :].expand(B, H, 1, F)
     ln_w, ln_b = ln_weight.to(q.dtype)[:, None, :], ln_bias.to(q.dtype)[:, None, :]  # (H,1,F)
 
@@ -150,7 +150,6 @@ def ttt_linear_primal(
     code beyond :func:`ln_forward`.
     """
     _check_shapes(q, k, v, w0, b0, lr, mini_batch_size)
-    B, H, L, F = q.shape
     mb = mini_batch_size
     tok = default_token_scale(mb, q.device, q.dtype) if token_scale is None else token_scale.to(q.dtype)
     ln_w, ln_b = ln_weight.to(q.dtype), ln_bias.to(q.dtype)
@@ -161,7 +160,7 @@ def ttt_linear_primal(
 
 
 def _primal_loop(q, k, v, w0, b0, ln_w, ln_b, lr, mb, tok, out) -> None:
-    B, H, L, F = q.shape
+    B, H, L, _ = q.shape
     for bi in range(B):
         for h in range(H):
             W, bb = w0[h].to(q.dtype).clone(), b0[h].to(q.dtype).clone()

@@ -1,0 +1,91 @@
+"""Dataset preparation: decode DISFA videos to frames, and build the frame index with its folds.
+
+  au-ttt data frames --root DISFA_ROOT --out FRAMES_DIR
+  au-ttt data index --dataset {bp4d,disfa} --root DIR [--frames DIR] --out index.parquet
+
+``index`` writes the index, ``<name>.report.json`` (every exclusion counted) and ``folds.json`` (folds named
+by test part, with training occurrence rates and class weights) into the folder of ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+HELP = "prepare datasets: decode DISFA frames, build the frame index, report and folds"
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="<step>", required=True)
+    frames = sub.add_parser("frames", help="decode DISFA left-camera videos into SN###/{t}.jpg (t 0-based)",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    frames.add_argument("--root", type=Path, required=True, help="DISFA folder containing Videos_LeftCamera/")
+    frames.add_argument("--out", type=Path, required=True, help="frames folder (one SN### folder per video)")
+    frames.add_argument("--subjects", nargs="+", default=None, help="only these subjects (default: all)")
+    frames.add_argument("--force", action="store_true", help="re-decode subjects that are already done")
+    frames.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    index = sub.add_parser("index", help="build THE FRAME INDEX (parquet) plus report and folds.json",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    index.add_argument("--dataset", choices=("bp4d", "disfa"), required=True)
+    index.add_argument("--root", type=Path, required=True,
+                       help="BP4D folder with AUCoding/AU_OCC/, or DISFA folder with ActionUnit_Labels/")
+    index.add_argument("--frames", type=Path, default=None,
+                       help="image root: BP4D {subject}/{task}/{frame}.jpg (default: --root); DISFA: the "
+                            "--out of `au-ttt data frames` (required)")
+    index.add_argument("--out", type=Path, required=True,
+                       help="index path, e.g. results/data/bp4d/index.parquet")
+    index.add_argument("--allow-unknown-subjects", action="store_true",
+                       help="exclude (and count) subjects outside the published parts instead of failing")
+    index.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    return _frames(args) if args.data_command == "frames" else _index(args)
+
+
+def _frames(args: argparse.Namespace) -> int:
+    from au_ttt.data.disfa import label_path
+    from au_ttt.data.protocol import DISFA_AUS
+    from au_ttt.data.video import extract_disfa_frames
+
+    result = extract_disfa_frames(args.root, args.out, force=args.force, subjects=args.subjects,
+                                  progress=not args.no_progress)
+    for subject, info in result.items():
+        files = [p for au in DISFA_AUS if (p := label_path(args.root, subject, au)).is_file()]
+        lines = max((sum(1 for ln in p.read_text().splitlines() if ln.strip()) for p in files), default=None)
+        note = "" if lines in (None, info["frames"]) else f"; label files have {lines} lines"
+        print(f"{subject}: {info['frames']} frames ({info['status']}{note})")
+    print(f"{len(result)} videos, {sum(i['frames'] for i in result.values())} frames in {args.out}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from au_ttt.data.frame_index import write_index
+    from au_ttt.errors import InputError
+
+    progress = not args.no_progress
+    if args.dataset == "bp4d":
+        from au_ttt.data.bp4d import read_bp4d
+
+        image_root = args.frames or args.root
+        df, report = read_bp4d(args.root, image_root, args.allow_unknown_subjects, progress=progress)
+    else:
+        from au_ttt.data.disfa import read_disfa
+
+        if args.frames is None:
+            raise InputError("DISFA needs --frames FRAMES_DIR, the folder written by `au-ttt data frames`")
+        image_root = args.frames
+        df, report = read_disfa(args.root, image_root, args.allow_unknown_subjects, progress=progress)
+    full = write_index(df, args.out, image_root, report, {"label_root": str(args.root.resolve())})
+    print(f"{args.dataset}: {full['rows']} frames, {full['subjects']} subjects, {full['sequences']} "
+          f"sequences -> {args.out} (images relative to {full['image_root']})")
+    print("frames per part: " + json.dumps(full["frames_per_part"]))
+    for line in report.summary():
+        print("  " + line)
+    for warning in full["warnings"]:
+        print("  WARNING: " + warning)
+    return 0

@@ -1,0 +1,123 @@
+"""DISFA left-camera videos → one JPEG per frame, ``{out}/SN###/{t}.jpg`` with t 0-based.
+
+Frame t is line t of the subject's label files (ME-GraphAU's convention: ``0.png`` is the first frame of
+``LeftVideoSN001_comp.avi``; maintainer, ME-GraphAU issue #2; protocol.md §2.2). Decoding uses
+``cv2.VideoCapture`` (FFMPEG backend). Each subject is decoded into a hidden temp folder beside its
+target, which gets a ``frames.json`` marker (frame count, size, source video) and is then renamed into
+place, so a subject folder exists only complete; a subject whose folder exists is skipped unless forced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from au_ttt.data.frame_index import umask_mode
+from au_ttt.errors import InputError
+
+__all__ = ["FRAMES_MARKER", "VIDEO_DIR", "decode_video", "extract_disfa_frames", "read_marker", "video_path"]
+
+VIDEO_DIR = "Videos_LeftCamera"
+FRAMES_MARKER = "frames.json"
+JPEG_QUALITY = 95  # OpenCV's default; stated so re-extraction is reproducible
+_VIDEO_NAME = re.compile(r"^LeftVideo(?P<subject>SN\d{3})_comp\.avi$")
+
+
+def video_path(root: str | Path, subject: str) -> Path:
+    return Path(root) / VIDEO_DIR / f"LeftVideo{subject}_comp.avi"
+
+
+def read_marker(subject_dir: Path) -> dict | None:
+    """The ``frames.json`` of a decoded subject, or None if the folder was not made by us."""
+    path = subject_dir / FRAMES_MARKER
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path} is corrupt ({err}); re-run `au-ttt data frames --force`") from err
+
+
+def decode_video(video: Path, out_dir: Path, progress: bool = True) -> int:
+    """Decode every frame of ``video`` into ``out_dir/{t}.jpg`` atomically; returns the frame count."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        raise InputError(f"cannot open video {video}; check the file (re-copy it from DISFA) and that OpenCV "
+                         "has the FFMPEG backend")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp."))
+    try:
+        expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        bar = tqdm(total=expected, desc=video.name, unit="frame", disable=not progress, leave=False)
+        count, size = 0, None
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if not cv2.imwrite(str(tmp / f"{count}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+                raise OSError(f"could not write {tmp / f'{count}.jpg'} (disk full or unwritable --out?)")
+            size = (frame.shape[1], frame.shape[0])
+            count += 1
+            bar.update()
+        bar.close()
+        if count == 0:
+            raise InputError(f"video {video} yielded no frames; it is corrupt or empty: re-copy it from "
+                             "DISFA")
+        marker = {"video": str(video.resolve()), "frames": count, "width": size[0], "height": size[1],
+                  "container_frame_count": expected, "jpeg_quality": JPEG_QUALITY}
+        (tmp / FRAMES_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        os.chmod(tmp, umask_mode(directory=True))
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        capture.release()
+    return count
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old.{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def extract_disfa_frames(root: str | Path, out: str | Path, force: bool = False,
+                         subjects: list[str] | None = None, progress: bool = True) -> dict[str, dict]:
+    """Decode each ``Videos_LeftCamera/LeftVideoSN###_comp.avi``; returns subject → {frames, status}."""
+    root, out = Path(root), Path(out)
+    video_dir = root / VIDEO_DIR
+    if not video_dir.is_dir():
+        raise InputError(f"{video_dir} not found; --root must be the DISFA folder that contains {VIDEO_DIR}/")
+    videos = {m["subject"]: p for p in sorted(video_dir.iterdir()) if (m := _VIDEO_NAME.match(p.name))}
+    if subjects is not None:
+        missing = sorted(set(subjects) - set(videos))
+        if missing:
+            raise InputError(f"no left-camera video for {', '.join(missing)} in {video_dir}")
+        videos = {s: videos[s] for s in subjects}
+    if not videos:
+        raise InputError(f"{video_dir} holds no LeftVideoSN###_comp.avi; check --root")
+    result: dict[str, dict] = {}
+    for subject, video in tqdm(videos.items(), desc="DISFA videos", unit="video", disable=not progress):
+        target = out / subject
+        marker = read_marker(target) if target.is_dir() else None
+        if not force and marker is not None:
+            result[subject] = {"frames": marker["frames"], "status": "skipped (already decoded)"}
+            continue
+        if not force and target.exists():
+            raise InputError(f"{target} exists but has no {FRAMES_MARKER} (not made by `au-ttt data "
+                             "frames`); remove it or pass --force to replace it")
+        result[subject] = {"frames": decode_video(video, target, progress), "status": "decoded"}
+    return result

@@ -1,0 +1,223 @@
+"""AU-TTT: the ViT-style backbone with AU-TTT blocks and the AU/heatmap heads (paper §II-B, Fig. 3).
+
+* Tokens (eq. 5): timm ``PatchEmbed`` → J patch tokens in raster order, the CLS token appended LAST,
+  plus a learnable positional embedding of J+1 rows.
+* Block (Fig. 3 top right): x + DropPath(Σ branches(LN(x))), then x + DropPath(MLP(LN(x))), where the
+  branches are the token mixer (linear baseline, forward TTT, or Bi-TTT), MSP and AU RoI TTT, each
+  switchable from ``ModelConfig`` so the six Table III rows are one class with different arguments.
+* Heads (§II-C: "we transform the CLS token and the heatmap obtained from the last block"): a heatmap
+  head maps each final patch token to N_AU values, giving N_AU maps on the token grid (resized to
+  ``heatmap_size`` when set) that the MSE loss supervises. AU logits fuse both sources:
+  ``logit_a = Linear(CLS)_a + g_a · mean_p(heatmap_a)``. The spatial mean is FG-Net's decision statistic
+  (``heatmap2au``: AU present iff mean > 0), so it enters as signed evidence with a learnable per-AU gain
+  g_a (init 1).
+* ViT-S weights (timm ``vit_small_patch16_224`` layout) load through :func:`checkpoint_filter_fn`, which
+  moves the CLS position embedding to the end and resamples the grid; missing and unexpected keys are
+  reported, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from torch import Tensor, nn
+
+from au_ttt.errors import InputError
+from au_ttt.model.config import ModelConfig
+from au_ttt.model.layers import AURoITTT, BiTTT, LinearMixer, MultiScalePerception, TTTLinear
+
+__all__ = ["AUTTT", "AUOutput", "AUTTTBlock", "LoadReport", "checkpoint_filter_fn", "load_pretrained", "save_weights"]
+
+_log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = "au_ttt"  # safetensors metadata 'format' of checkpoints written by this package
+
+
+class AUOutput(NamedTuple):
+    logits: Tensor    # (B, N_AU) occurrence logits
+    heatmaps: Tensor  # (B, N_AU, S, S) predicted AU heatmaps
+
+
+class AUTTTBlock(nn.Module):
+    """norm → (token mixer + MSP + AU RoI TTT) → residual → norm → MLP → residual."""
+
+    def __init__(self, cfg: ModelConfig, num_aus: int, drop_path: float = 0.0):
+        super().__init__()
+        D = cfg.embed_dim
+        ttt_kw = dict(base_lr=cfg.ttt_base_lr, rope=cfg.ttt_rope, rope_theta=cfg.ttt_rope_theta)
+        self.norm1 = nn.LayerNorm(D, eps=1e-6)
+        if cfg.mixer == "linear":
+            self.mixer: nn.Module = LinearMixer(D)
+        elif cfg.bidirectional:
+            self.mixer = BiTTT(D, cfg.num_heads, cfg.mini_batch_size, share=cfg.bi_share, **ttt_kw)
+        else:
+            self.mixer = TTTLinear(D, cfg.num_heads, cfg.mini_batch_size, **ttt_kw)
+        self.msp = MultiScalePerception(D, cfg.grid_size, cfg.msp_dilations) if cfg.msp else None
+        self.roi = AURoITTT(D, cfg.num_heads, num_aus, **ttt_kw) if cfg.au_roi else None
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(D, eps=1e-6)
+        self.mlp = Mlp(D, int(D * cfg.mlp_ratio), act_layer=nn.GELU)
+
+    def forward(self, x: Tensor, roi_masks: Tensor | None = None) -> Tensor:
+        h = self.norm1(x)
+        y = self.mixer(h)
+        if self.msp is not None:
+            y = y + self.msp(h)
+        if self.roi is not None:
+            if roi_masks is None:
+                raise ValueError("this model has the AU RoI TTT branch: pass roi_masks (B, N_AU, H', W')")
+            y = y + self.roi(h, roi_masks)
+        x = x + self.drop_path(y)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class AUTTT(nn.Module):
+    """AU detector: patch embedding → AU-TTT blocks → norm → AU logits + AU heatmaps."""
+
+    def __init__(self, cfg: ModelConfig, num_aus: int):
+        super().__init__()
+        self.cfg, self.num_aus = cfg, num_aus
+        D = cfg.embed_dim
+        self.grid_size = cfg.grid_size
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.heatmap_size = cfg.heatmap_size or self.grid_size[0]
+        self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, D))  # row J = CLS
+        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        self.blocks = nn.ModuleList(AUTTTBlock(cfg, num_aus, dpr[i]) for i in range(cfg.depth))
+        self.norm = nn.LayerNorm(D, eps=1e-6)
+        self.head = nn.Linear(D, num_aus)
+        self.heatmap_head = nn.Linear(D, num_aus)
+        self.heatmap_gain = nn.Parameter(torch.ones(num_aus))
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """timm ViT init (trunc-normal 0.02 linears, zero biases); TTT layers keep their own init."""
+        trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, TTTLinear):
+                m.reset_parameters()
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
+
+    def forward_features(self, x: Tensor, roi_masks: Tensor | None = None) -> Tensor:
+        """Images (B, C, H, W) → normalised tokens (B, J+1, D), CLS last."""
+        x = self.patch_embed(x)
+        x = torch.cat([x, self.cls_token.expand(x.shape[0], -1, -1)], dim=1) + self.pos_embed
+        for block in self.blocks:
+            x = block(x, roi_masks)
+        return self.norm(x)
+
+    def forward_head(self, tokens: Tensor) -> AUOutput:
+        B = tokens.shape[0]
+        gh, gw = self.grid_size
+        maps = self.heatmap_head(tokens[:, :-1]).transpose(1, 2).reshape(B, self.num_aus, gh, gw)
+        if self.heatmap_size != gh:
+            maps = F.interpolate(maps, size=(self.heatmap_size, self.heatmap_size), mode="bilinear",
+                                 align_corners=False)
+        logits = self.head(tokens[:, -1]) + self.heatmap_gain * maps.mean(dim=(-2, -1))
+        return AUOutput(logits, maps)
+
+    def forward(self, x: Tensor, roi_masks: Tensor | None = None) -> AUOutput:
+        return self.forward_head(self.forward_features(x, roi_masks))
+
+    def forward_cls(self, x: Tensor) -> Tensor:
+        """CLS-token classification (ImageNet pretraining); needs a model built without the RoI branch."""
+        return self.head(self.forward_features(x)[:, -1])
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.cfg.embed_dim, num_classes)
+        trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: AUTTT, *, is_timm_vit: bool) -> dict[str, Tensor]:
+    """Adapt a state dict to ``model``: unwrap, reorder a timm ViT's CLS-first positions, resample the grid.
+
+    Heads whose shape differs (another class count) are dropped here and so reported as missing.
+    """
+    for wrapper in ("model", "state_dict"):
+        if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
+            state_dict = state_dict[wrapper]
+    out = dict(state_dict)
+    pos = out.get("pos_embed")
+    if pos is not None:
+        cls_pos, patch_pos = (pos[:, :1], pos[:, 1:]) if is_timm_vit else (pos[:, -1:], pos[:, :-1])
+        old = round(patch_pos.shape[1] ** 0.5)
+        if patch_pos.shape[1] != model.num_patches:
+            patch_pos = resample_abs_pos_embed(patch_pos, list(model.grid_size), [old, old], num_prefix_tokens=0)
+        out["pos_embed"] = torch.cat([patch_pos, cls_pos], dim=1)
+    own = model.state_dict()
+    for key in [k for k in out if k.startswith(("head.", "heatmap_head.", "heatmap_gain"))]:
+        if key in own and own[key].shape != out[key].shape:
+            del out[key]
+    for key in [k for k in out if k.endswith("token_offset")]:
+        if key in own and own[key].shape != out[key].shape:
+            # A row mini-batch changes with the grid: keep the learnt τ of the shared positions, τ = 0
+            # (the 1/(i+1) default) for new ones.
+            tau = torch.zeros_like(own[key])
+            n = min(len(tau), len(out[key]))
+            tau[:n] = out[key][:n]
+            out[key] = tau
+    return out
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    missing: list[str]
+    unexpected: list[str]
+
+    def summary(self) -> str:
+        return f"{len(self.missing)} missing, {len(self.unexpected)} unexpected keys"
+
+
+def load_pretrained(model: AUTTT, path: str | Path) -> LoadReport:
+    """Load a safetensors checkpoint (this package's, or a timm ViT-S-shaped one) and report the key diff."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: pretrained weights not found (give a .safetensors file from `au-ttt pretrain` "
+                         "or a timm vit_small_patch16_224 state dict saved with safetensors)")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    state = load_file(str(path))
+    is_timm = meta.get("format") != CHECKPOINT_FORMAT
+    state = checkpoint_filter_fn(state, model, is_timm_vit=is_timm)
+    result = model.load_state_dict(state, strict=False)
+    report = LoadReport(sorted(result.missing_keys), sorted(result.unexpected_keys))
+    _log.info("loaded %s (%s layout): %s", path, "timm ViT" if is_timm else "au_ttt", report.summary())
+    for kind, keys in (("missing", report.missing), ("unexpected", report.unexpected)):
+        if keys:
+            _log.info("  %s: %s", kind, ", ".join(keys[:12]) + (" …" if len(keys) > 12 else ""))
+    return report
+
+
+def save_weights(model: nn.Module, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Write ``model``'s state dict as safetensors (atomically), tagged so :func:`load_pretrained` knows it."""
+    import os
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata={"format": CHECKPOINT_FORMAT, **(extra_metadata or {})})
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,66 @@
+"""Model configuration: sizes and the ablation switches of Table III, as one frozen dataclass.
+
+Defaults are the paper's full AU-TTT at ViT-S/16 size (§III-A "Implementation Details": patch 16,
+dim 384, depth 12, 6 heads, MSP dilations 1/3/5). Values the paper does not state carry their source
+here and in ``config/*.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+__all__ = ["ModelConfig"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # --- size (ViT-S/16, paper §III-A) ---
+    img_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0                 # ViT-S/16 (Dosovitskiy et al.; timm vit_small_patch16_224)
+    drop_path_rate: float = 0.1            # assumed: DeiT-S recipe value; the paper is silent
+    # --- token mixer (Table III switches) ---
+    mixer: Literal["linear", "ttt"] = "ttt"   # "linear" = Table III baseline (no TTT)
+    ttt_mini_batch: int | Literal["row"] = "row"  # "row" = tokens per patch row (paper's forward TTT); 16 = original
+    bidirectional: bool = True             # Bi-TTT, eq. 6
+    bi_share: Literal["none", "proj", "all"] = "proj"  # see au_ttt.model.layers docstring (Vim-style sharing)
+    msp: bool = True                       # multi-scale perception branch
+    msp_dilations: tuple[int, ...] = (1, 3, 5)  # paper §III-A
+    au_roi: bool = True                    # AU RoI TTT branch, eq. 7
+    # --- TTT-Linear inner loop (ttt-lm-pytorch TTTConfig defaults, ttt.md §1.2) ---
+    ttt_base_lr: float = 1.0
+    ttt_rope: bool = True
+    ttt_rope_theta: float = 10000.0
+    # --- heads ---
+    heatmap_size: int | None = None        # supervision resolution of the heatmap head; None = token grid
+
+    def __post_init__(self) -> None:
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} must be a multiple of patch_size {self.patch_size}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
+        if isinstance(self.ttt_mini_batch, int) and self.ttt_mini_batch < 1:
+            raise ValueError(f"ttt_mini_batch must be >= 1 or 'row', got {self.ttt_mini_batch}")
+        if self.mixer == "linear" and self.bidirectional:
+            raise ValueError("bidirectional=true needs mixer 'ttt' (the linear baseline has no scan)")
+        if any(d < 1 for d in self.msp_dilations) or not self.msp_dilations:
+            raise ValueError(f"msp_dilations must be positive integers, got {self.msp_dilations}")
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        g = self.img_size // self.patch_size
+        return g, g
+
+    @property
+    def mini_batch_size(self) -> int:
+        """Resolved TTT mini-batch: 'row' means one patch row (14 at 224/16)."""
+        return self.grid_size[1] if self.ttt_mini_batch == "row" else int(self.ttt_mini_batch)
+
+    def with_overrides(self, **changes) -> ModelConfig:
+        return replace(self, **changes)
+

@@ -1,0 +1,72 @@
+"""Format replicas of BP4D and DISFA for tests: tiny files laid out exactly as the datasets ship them.
+
+BP4D: ``AUCoding/AU_OCC/{subject}_{task}.csv`` (header '0','1','2',… with extra AUs) and
+``{subject}/{task}/{frame}.jpg``. DISFA: ``ActionUnit_Labels/SN###/SN###_au{N}.txt`` (``frame,intensity``
+lines, frame numbers 1-based as shipped) and ``Videos_LeftCamera/LeftVideoSN###_comp.avi`` (MJPG).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+# All AUs in BP4D's AU_OCC CSVs (27 columns): more than the 12 evaluated, to check column selection.
+BP4D_CSV_AUS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 27, 28)
+
+
+def write_bp4d_csv(root: Path, subject: str, task: str, frames: Sequence[int],
+                   labels: Mapping[int, Sequence[int]], columns: Sequence[int] = BP4D_CSV_AUS) -> Path:
+    """One AU_OCC CSV; AUs absent from ``labels`` are written as 0, AUs absent from ``columns`` omitted."""
+    path = root / "AUCoding" / "AU_OCC" / f"{subject}_{task}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [",".join(["0", *map(str, columns)])]
+    for i, frame in enumerate(frames):
+        rows.append(",".join([str(frame), *(str(labels.get(au, [0] * len(frames))[i]) for au in columns)]))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def write_images(folder: Path, names: Sequence[int | str], size: tuple[int, int] = (8, 6)) -> None:
+    """Tiny grey JPEGs ``{name}.jpg`` (BP4D frames or DISFA decoded frames)."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        cv2.imwrite(str(folder / f"{name}.jpg"), np.full((size[1], size[0], 3), 128, np.uint8))
+
+
+def write_disfa_labels(root: Path, subject: str, intensities: Mapping[int, Sequence[int]]) -> Path:
+    """``SN###_au{N}.txt`` per AU given, one ``frame,intensity`` line per frame (frame 1-based)."""
+    folder = root / "ActionUnit_Labels" / subject
+    folder.mkdir(parents=True, exist_ok=True)
+    for au, values in intensities.items():
+        lines = [f"{t + 1},{v}" for t, v in enumerate(values)]
+        (folder / f"{subject}_au{au}.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def disfa_video_path(root: Path, subject: str) -> Path:
+    return root / "Videos_LeftCamera" / f"LeftVideo{subject}_comp.avi"
+
+
+def write_disfa_video(root: Path, subject: str, n_frames: int, size: tuple[int, int] = (32, 24)) -> Path:
+    """An MJPG AVI whose frame t is uniformly grey at level 20·t, so the decoded order can be checked."""
+    import cv2
+
+    path = disfa_video_path(root, subject)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, size)
+    assert writer.isOpened(), "OpenCV cannot write MJPG AVI here"
+    for t in range(n_frames):
+        writer.write(np.full((size[1], size[0], 3), min(20 * t, 255), np.uint8))
+    writer.release()
+    return path
+
+
+def write_corrupt_video(root: Path, subject: str, payload: bytes = b"RIFF\x00\x00garbage" * 64) -> Path:
+    path = disfa_video_path(root, subject)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    return path
