@@ -15,6 +15,9 @@ COMMANDS: dict[str, str] = {
     "info": "info",
     "bench": "bench",
     "data": "data",
+    "pretrain": "pretrain",
+    "train": "train",
+    "landmarks": "landmarks", "crops": "crops", "heatmaps": "heatmaps", "loader-bench": "loader_bench",
 }
 
 

@@ -11,8 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from au_ttt.config import ConfigError, from_dict, load_yaml, to_dict
+from au_ttt.data.align import AlignConfig
+from au_ttt.data.heatmaps import HeatmapConfig
+from au_ttt.data.landmarks import LandmarkConfig
 from au_ttt.losses import LossConfig
 from au_ttt.model.config import ModelConfig
+from au_ttt.train.config import TrainConfig
+from au_ttt.train.pretrain import PretrainConfig
 
 __all__ = ["Settings", "load_settings"]
 
@@ -22,6 +27,11 @@ class Settings:
     source: str
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+    crops: AlignConfig = field(default_factory=AlignConfig)
+    heatmaps: HeatmapConfig = field(default_factory=HeatmapConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     # Table III rows: name -> overrides of `model` (validated against ModelConfig when loaded)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -39,7 +49,9 @@ def _apply_overrides(base: ModelConfig, overrides: dict[str, Any], prefix: str, 
     return from_dict(ModelConfig, {**to_dict(base), **overrides}, source=source, prefix=prefix)
 
 
-_SECTIONS: dict[str, type] = {"model": ModelConfig, "loss": LossConfig}
+_SECTIONS: dict[str, type] = {"model": ModelConfig, "loss": LossConfig, "train": TrainConfig,
+                             "landmarks": LandmarkConfig, "crops": AlignConfig, "heatmaps": HeatmapConfig,
+                             "pretrain": PretrainConfig}
 
 
 def load_settings(path: str | Path) -> Settings:

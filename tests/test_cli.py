@@ -1,9 +1,9 @@
 """The `au-ttt` command line: help, the info command, and one-line errors for user mistakes."""
 
 import pytest
+from conftest import REPO
 
 from au_ttt.cli import COMMANDS, build_parser, main
-from conftest import REPO
 
 
 def test_help_lists_every_command(capsys):

@@ -14,7 +14,7 @@ import numpy as np
 __all__ = ["AU_CENTRE_RULES", "LEFT_RIGHT_PAIRS_68", "MIRROR_68", "au_centres", "inter_ocular"]
 
 # AU -> (two centre specs, downward shift in IOD units). A spec is a landmark index or a tuple of indices
-# whose mean is taken. Left/right order: the first centre is on the image-left side.
+# whose mean is taken. For bilateral AUs the first centre is on the image-left side.
 _EYE_L, _EYE_R = tuple(range(36, 42)), tuple(range(42, 48))
 _BROW_L, _BROW_R = tuple(range(17, 22)), tuple(range(22, 27))
 AU_CENTRE_RULES: dict[int, tuple[tuple[int | tuple[int, ...], int | tuple[int, ...]], float]] = {
@@ -58,7 +58,10 @@ def _spec_point(points: np.ndarray, spec: int | tuple[int, ...]) -> np.ndarray:
 
 
 def au_centres(points: np.ndarray, aus: tuple[int, ...] | list[int]) -> np.ndarray:
-    """Two (x, y) centres per AU from 68 landmarks: array (len(aus), 2, 2), [:, 0] image-left side.
+    """Two (x, y) centres per AU from 68 landmarks: array (len(aus), 2, 2), in the rule's point order.
+
+For the bilateral AUs the first centre is on the image-left; AU17/AU26 use (56, 58) in iBUG order and
+AU23/24/25 a vertical pair (upper, lower lip), so callers must not assume a side for those.
 
     Raises ``KeyError`` for an AU without a rule (the message lists the supported AUs).
     """

@@ -1,0 +1,1 @@
+"""Training: loop, checkpoints, GPU-slot allocation and run tracking."""

@@ -1,0 +1,66 @@
+"""Scoring a trained model on a dataset: per-frame probabilities, per-AU F1, the all-positive floor.
+
+Within-domain scores every output against the same AUs; cross-domain passes ``out_index`` (model outputs)
+and ``label_index`` (target labels) from :func:`au_ttt.metrics.cross_domain_columns`, so a BP4D model's
+outputs [0, 1, 2, 3, 6] are compared with DISFA's AUs [0, 1, 2, 3, 5] (AUs 1, 2, 4, 6, 12).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from au_ttt.metrics import all_positive_f1, f1_per_au
+
+__all__ = ["evaluate_model", "predict", "write_predictions"]
+
+
+@torch.no_grad()
+def predict(model, dataset, device: torch.device, batch_size: int = 64, workers: int = 0,
+            amp: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """(rows, probabilities (N, N_out)) of ``model`` over ``dataset`` in dataset order."""
+    from au_ttt.train.loop import autocast_for
+
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    rows, probs = [], []
+    for batch in loader:
+        with autocast_for(device, amp):
+            out = model(batch["image"].to(device), batch["roi_masks"].to(device))
+        probs.append(torch.sigmoid(out.logits.float()).cpu().numpy())
+        rows.append(np.asarray(batch["row"]))
+    return np.concatenate(rows), np.concatenate(probs)
+
+
+def evaluate_model(model, dataset, device: torch.device, batch_size: int = 64, workers: int = 0,
+                   amp: str = "none", out_index: list[int] | None = None,
+                   label_index: list[int] | None = None) -> dict[str, Any]:
+    rows, probs = predict(model, dataset, device, batch_size, workers, amp)
+    labels = np.where(dataset.label_mask, dataset.labels, -1).astype(np.int8)
+    if out_index is not None:
+        probs = probs[:, out_index]
+    if label_index is not None:
+        labels = labels[:, label_index]
+    f1 = f1_per_au(labels, probs)
+    floor = all_positive_f1(labels)
+    return {"rows": rows, "probs": probs, "labels": labels, "f1": f1, "f1_mean": float(f1.mean()),
+            "all_positive_f1": floor, "all_positive_f1_mean": float(floor.mean()), "frames": len(rows)}
+
+
+def write_predictions(path: str | Path, dataset, result: dict[str, Any], aus) -> Path:
+    """Per-frame probabilities and labels, so tables can be recomputed without rerunning models."""
+    path = Path(path)
+    frame = pd.DataFrame({"row": result["rows"]})
+    for i, au in enumerate(aus):
+        frame[f"prob_AU{au}"] = result["probs"][:, i].astype(np.float32)
+        frame[f"label_AU{au}"] = result["labels"][:, i]
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
