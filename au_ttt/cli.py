@@ -17,7 +17,9 @@ COMMANDS: dict[str, str] = {
     "data": "data",
     "pretrain": "pretrain",
     "train": "train",
+    "evaluate": "evaluate",
     "landmarks": "landmarks", "crops": "crops", "heatmaps": "heatmaps", "loader-bench": "loader_bench",
+    "mlflow-ui": "mlflow_ui",
 }
 
 

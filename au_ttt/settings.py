@@ -6,7 +6,7 @@ that uses it. Unknown sections or keys are errors naming the file and the allowe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from au_ttt.losses import LossConfig
 from au_ttt.model.config import ModelConfig
 from au_ttt.train.config import TrainConfig
 from au_ttt.train.pretrain import PretrainConfig
+from au_ttt.train.tracking import TrackingConfig
 
 __all__ = ["Settings", "load_settings"]
 
@@ -32,8 +33,15 @@ class Settings:
     crops: AlignConfig = field(default_factory=AlignConfig)
     heatmaps: HeatmapConfig = field(default_factory=HeatmapConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # Table III rows: name -> overrides of `model` (validated against ModelConfig when loaded)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def resolved(self, variant: str | None = None) -> dict[str, Any]:
+        """Plain dict of every section as one run sees it (the variant applied), for logs and hashes."""
+        out = {f.name: to_dict(getattr(self, f.name)) for f in fields(self) if f.name not in ("source", "variants")}
+        out["model"] = to_dict(self.model_for(variant))
+        return out
 
     def model_for(self, variant: str | None = None) -> ModelConfig:
         """The model config of a named variant (None = the `model` section as written)."""
@@ -51,7 +59,7 @@ def _apply_overrides(base: ModelConfig, overrides: dict[str, Any], prefix: str, 
 
 _SECTIONS: dict[str, type] = {"model": ModelConfig, "loss": LossConfig, "train": TrainConfig,
                              "landmarks": LandmarkConfig, "crops": AlignConfig, "heatmaps": HeatmapConfig,
-                             "pretrain": PretrainConfig}
+                             "pretrain": PretrainConfig, "tracking": TrackingConfig}
 
 
 def load_settings(path: str | Path) -> Settings:

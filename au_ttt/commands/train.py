@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", help="override train.pretrained (safetensors backbone)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if present")
     parser.add_argument("--device", default="auto", help="auto (a free GPU slot, else CPU), cpu, cuda")
+    parser.add_argument("--parent", help="MLflow parent run (the table row), default '<dataset>/<variant>'")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
@@ -55,11 +56,27 @@ def run(args: argparse.Namespace) -> int:
     handler = logging.FileHandler(args.out / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+    from contextlib import nullcontext
+
+    from au_ttt.train.gpu_slots import acquire_gpu
     from au_ttt.train.loop import RunSpec, train_run
+    from au_ttt.train.tracking import RunLogger
 
     spec = RunSpec(args.dataset, args.test_part, args.variant)
-    metrics = train_run(settings, spec, train_ds, test_ds, args.out, device=args.device, resume=args.resume,
-                        progress=not args.no_progress)
+    # A GPU slot is taken before anything touches CUDA; an explicit --device bypasses the allocator.
+    with acquire_gpu() if args.device == "auto" else nullcontext() as slot:
+        device = args.device if slot is None else ("cpu" if slot.is_cpu else "cuda")
+        tags = {"dataset": args.dataset, "test_part": args.test_part, "variant": args.variant or "model",
+                "kind": "train", **(slot.tags() if slot is not None else {})}
+        with RunLogger(settings.tracking, args.out, run_name=spec.name,
+                       parent=args.parent or f"{args.dataset}/{args.variant or 'model'}", tags=tags,
+                       config=settings.resolved(args.variant), manifest=args.index, device=device) as run:
+            metrics = train_run(settings, spec, train_ds, test_ds, args.out, device=device, resume=args.resume,
+                                tracker=run, progress=not args.no_progress)
+            run.log_metrics({"final_f1_mean": metrics["f1_mean"],
+                             **{f"final_f1_{k}": v for k, v in metrics["f1"].items()}})
+            for name in ("metrics.json", "run.json", "curves.png"):
+                run.log_artifact(args.out / name)
     print(f"{spec.name}: mean F1 {metrics['f1_mean']:.3f} (all-positive {metrics['all_positive_f1_mean']:.3f}) "
           f"on {metrics['test_frames']} test frames → {args.out}")
     return 0

@@ -1,0 +1,257 @@
+"""Run tracking: provenance hashes, concurrent MLflow logging, JSON fallback, the mlflow-ui command."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from au_ttt.cli import main
+from au_ttt.errors import InputError
+from au_ttt.train.provenance import config_hash, flatten, git_state, manifest_hash, run_tags
+from au_ttt.train.tracking import PARENT_TAG, RunLogger, TrackingConfig, log_parent_metrics, tracking_uri
+
+# One fold job: 20 epochs of metrics, the config as params, an artifact, all under parent "row-A".
+WORKER = """
+import sys
+from pathlib import Path
+from au_ttt.train.tracking import RunLogger, TrackingConfig
+store, out, fold = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+cfg = TrackingConfig(uri_dir=store, experiment="exp-concurrent")
+config = {"model": {"depth": 2, "embed_dim": 32}, "train": {"lr": 1e-3 * fold, "fold": fold}}
+with RunLogger(cfg, out, run_name=f"fold{fold}", parent="row-A", tags={"fold": fold}, config=config) as run:
+    for step in range(20):
+        run.log_metrics({"loss": fold + 1.0 / (step + 1), "f1": step / 100}, step=step)
+    (out / "curve.csv").write_text("step,loss\\n0,1\\n")
+    run.log_artifact(out / "curve.csv")
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Section:
+    depth: int = 2
+    dims: tuple[int, ...] = (1, 2)
+
+
+def test_flatten_and_config_hash():
+    nested = {"model": {"depth": 2, "dims": (1, 2), "opt": {}}, "lr": 0.1}
+    assert flatten(nested) == {"model.depth": 2, "model.dims": [1, 2], "model.opt": {}, "lr": 0.1}
+    assert flatten({"m": _Section()}) == {"m.depth": 2, "m.dims": [1, 2]}
+    # canonical JSON: sorted keys, no spaces, tuples as lists, dataclasses as dicts
+    assert config_hash({"b": 1, "a": [1, 2]}) == hashlib.sha256(b'{"a":[1,2],"b":1}').hexdigest()
+    assert config_hash({"a": (1, 2), "b": 1}) == config_hash({"b": 1, "a": [1, 2]})
+    assert config_hash(_Section()) == config_hash({"depth": 2, "dims": [1, 2]})
+    assert config_hash(_Section(depth=3)) != config_hash(_Section())
+
+
+def test_manifest_hash(tmp_path):
+    f = tmp_path / "index.csv"
+    f.write_bytes(b"subject,frame\nF001,1\n")
+    assert manifest_hash(f) == hashlib.sha256(b"subject,frame\nF001,1\n").hexdigest()
+    d = tmp_path / "data"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_text("x")
+    (d / "sub" / "b.txt").write_text("y")
+    lines = [f"a.txt\t1\t{hashlib.sha256(b'x').hexdigest()}", f"sub/b.txt\t1\t{hashlib.sha256(b'y').hexdigest()}"]
+    h = manifest_hash(d)
+    assert h == hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    os.utime(d / "a.txt", (1, 1))
+    assert manifest_hash(d) == h  # mtimes do not matter
+    (d / "sub" / "b.txt").rename(d / "sub" / "c.txt")
+    assert manifest_hash(d) != h  # names do
+    with pytest.raises(InputError, match=r"missing.*manifest not found"):
+        manifest_hash(tmp_path / "missing")
+
+
+def test_git_state(tmp_path):
+    assert git_state(tmp_path) == {"git.commit": "unknown", "git.dirty": "unknown", "git.diff_hash": "unknown"}
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    (tmp_path / "a.py").write_text("x = 1\n")
+    for cmd in (["init", "-q"], ["add", "a.py"], ["commit", "-q", "-m", "init"]):
+        subprocess.run(["git", "-C", str(tmp_path), *cmd], check=True, env=env)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert git_state(tmp_path) == {"git.commit": head, "git.dirty": "false", "git.diff_hash": ""}
+    (tmp_path / "a.py").write_text("x = 2\n")
+    dirty = git_state(tmp_path)
+    assert dirty["git.commit"] == head and dirty["git.dirty"] == "true" and len(dirty["git.diff_hash"]) == 16
+    tags = run_tags({"a": 1}, tmp_path / "a.py", root=tmp_path)
+    assert tags["config_hash"] == config_hash({"a": 1}) and tags["mlflow.source.git.commit"] == head
+    assert tags["data_manifest_hash"] == hashlib.sha256(b"x = 2\n").hexdigest()
+
+
+def test_concurrent_runs_share_one_store(tmp_path):
+    store = tmp_path / "mlflow"
+    outs = [tmp_path / f"fold{i}" for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(store), str(o), str(i)], stderr=subprocess.PIPE)
+             for i, o in enumerate(outs)]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert not any("MLflow tracking disabled" in e for e in errors), errors
+
+    from mlflow import MlflowClient
+
+    cfg = TrackingConfig(uri_dir=str(store), experiment="exp-concurrent")
+    assert tracking_uri(cfg) == f"sqlite:///{store.resolve()}/mlflow.db" and tracking_uri(cfg).startswith("sqlite:////")
+    client = MlflowClient(tracking_uri(cfg))
+    exp = client.get_experiment_by_name("exp-concurrent")
+    assert exp.artifact_location == (store / "artifacts").resolve().as_uri()
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get(PARENT_TAG) == "row-A"]
+    assert len(parents) == 1  # created once although four jobs asked for it at the same time
+    children = {r.info.run_name: r for r in runs if r.info.run_id != parents[0].info.run_id}
+    assert sorted(children) == ["fold0", "fold1", "fold2", "fold3"]
+    for i, out in enumerate(outs):
+        run = children[f"fold{i}"]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.tags["fold"] == str(i) and run.data.tags["host"] and "git.commit" in run.data.tags
+        assert run.data.params == {"model.depth": "2", "model.embed_dim": "32", "train.lr": str(1e-3 * i),
+                                   "train.fold": str(i)}
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert sorted((m.step, m.value) for m in history) == [(s, i + 1.0 / (s + 1)) for s in range(20)]
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["curve.csv"]
+        record = json.loads((out / "tracking.json").read_text())
+        assert record["mlflow"]["run_id"] == run.info.run_id and record["mlflow"]["error"] is None
+        assert record["mlflow"]["parent_run_id"] == parents[0].info.run_id
+    assert log_parent_metrics(cfg, "row-A", {"f1_mean": 0.5}) == parents[0].info.run_id
+    assert client.get_run(parents[0].info.run_id).data.metrics == {"f1_mean": 0.5}
+
+
+def _train(run: RunLogger, out: Path) -> None:
+    run.log_params({"model": {"depth": 2}, "flag": True})
+    for step in range(3):
+        run.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    run.set_tags({"gpu.physical_id": "1"})
+    (out / "a.txt").write_text("a")
+    run.log_artifact(out / "a.txt")
+
+
+def _check_json(out: Path, error: bool) -> dict:
+    record = json.loads((out / "tracking.json").read_text())
+    assert record["status"] == "FINISHED" and record["end_time"] >= record["start_time"]
+    assert {k: record["params"][k] for k in ("model.depth", "flag")} == {"model.depth": "2", "flag": "true"}
+    assert [m[:2] for m in record["metrics"]["loss"]] == [[0, 1.0], [1, 0.5], [2, 1 / 3]]  # [step, value, ms]
+    assert all(isinstance(m[2], int) and m[2] >= record["start_time"] * 1000 - 1 for m in record["metrics"]["loss"])
+    assert record["tags"]["gpu.physical_id"] == "1" and record["tags"]["dataset"] == "BP4D"
+    assert record["tags"]["config_hash"] == "none" and "git.dirty" in record["tags"]
+    assert record["artifacts"] == [str((out / "a.txt").resolve())]
+    assert (record["mlflow"]["error"] is not None) == error
+    assert not list(out.glob("*.tmp"))  # atomic writes left no temp files
+    return record
+
+
+def test_unwritable_store_falls_back_to_json(tmp_path, caplog):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the store directory should be")
+    cfg = TrackingConfig(uri_dir=str(blocker / "mlflow"))
+    out = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="au_ttt.train.tracking"), \
+            RunLogger(cfg, out, run_name="fold1", parent="row", tags={"dataset": "BP4D"}) as run:
+        _train(run, out)
+    assert run.run_id is None
+    assert len([r for r in caplog.records if "MLflow tracking disabled" in r.message]) == 1
+    record = _check_json(out, error=True)
+    assert "starting the MLflow run" in record["mlflow"]["error"]
+
+
+def test_mlflow_error_mid_run_warns_once_and_keeps_logging(tmp_path, caplog):
+    cfg = TrackingConfig(uri_dir=str(tmp_path / "mlflow"))
+    out = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="au_ttt.train.tracking"), \
+            RunLogger(cfg, out, run_name="fold1", tags={"dataset": "BP4D"}) as run:
+        assert run.run_id is not None
+        run.log_params({"subjects": "F001," * 2000})  # 10000 characters: over MLflow's 6000 limit
+
+        def broken(*args, **kwargs):
+            raise OSError("disk full")
+
+        run._client.log_batch = broken
+        _train(run, out)
+    assert len([r for r in caplog.records if "MLflow tracking disabled" in r.message]) == 1
+    record = _check_json(out, error=True)
+    assert "disk full" in record["mlflow"]["error"] and record["mlflow"]["run_id"] == run.run_id
+    from mlflow import MlflowClient
+
+    partial = MlflowClient(tracking_uri(cfg)).get_run(run.run_id)  # closed and marked, not left RUNNING
+    assert partial.info.status == "FINISHED" and partial.data.tags["au_ttt.mirror"].startswith("incomplete")
+    assert len(partial.data.params["subjects"]) == 6000 and partial.data.params["subjects"].endswith("json]")
+    assert record["params"]["subjects"] == "F001," * 2000
+
+
+def test_disabled_tracking_writes_only_json(tmp_path):
+    cfg = TrackingConfig(uri_dir=str(tmp_path / "mlflow"), enabled=False)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="boom"), RunLogger(cfg, out, run_name="x", tags={"dataset": "BP4D"}):
+        raise RuntimeError("boom")
+    assert json.loads((out / "tracking.json").read_text())["status"] == "FAILED"
+    with RunLogger(cfg, out, run_name="x", tags={"dataset": "BP4D"}) as run:
+        _train(run, out)
+    _check_json(out, error=False)
+    assert not (tmp_path / "mlflow").exists()
+    with pytest.raises(InputError, match="run name \"it's\" has characters"):
+        RunLogger(cfg, out, run_name="x", parent="it's")
+    with pytest.raises(InputError, match=r"missing\.txt: artifact to log does not exist"):
+        run.log_artifact(out / "missing.txt")
+
+
+def test_mlflow_ui_command_line(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {}\ntracking:\n  uri_dir: store\n  experiment: e\n")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["mlflow-ui", "--config", str(config), "--port", "5123", "--print-command"]) == 0
+    finally:
+        os.chdir(cwd)
+    cmd = capsys.readouterr().out.split()
+    assert cmd[1:] == ["ui", "--backend-store-uri", f"sqlite:///{tmp_path.resolve()}/store/mlflow.db",
+                       "--host", "127.0.0.1", "--port", "5123", "--workers", "1"]
+    config.write_text("tracking:\n  uri: store\n")
+    assert main(["mlflow-ui", "--config", str(config), "--print-command"]) == 2
+    assert "unknown key 'tracking.uri'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_mlflow_ui_serves(tmp_path):
+    """Start the real UI on a free port, expect HTTP 200 from /health, stop it with Ctrl-C (SIGINT)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "c.yaml"
+    config.write_text(f"tracking:\n  uri_dir: {tmp_path / 'store'}\n")
+    exe = Path(sys.executable).with_name("au-ttt")
+    proc = subprocess.Popen([str(exe), "mlflow-ui", "--config", str(config), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.skip("mlflow ui did not answer within 20 s on this loaded machine")
+                time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert f"http://127.0.0.1:{port}" in proc.stdout.read().decode()
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the session this test started: au-ttt + mlflow
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
