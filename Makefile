@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: setup test lint bench clean-venv help
+.PHONY: setup test lint bench demo dag lint-workflow mlflow-ui dvc-repro clean-results clean-venv help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,6 +31,27 @@ lint: setup  ## ruff
 test: setup  ## ruff + the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+demo: setup  ## run the whole DAG on the embedded SynthAU default (tables, figure, report in results/)
+	@start=$$(date +%s); \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2 all && \
+	echo "demo finished in $$(( $$(date +%s) - start )) s: see results/REPORT.md"
+
+dag: setup  ## draw the job graph to results/dag.png (needs graphviz `dot`)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --rulegraph all | dot -Tpng > results/dag.png
+
+lint-workflow: setup  ## snakemake --lint
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint
+
+mlflow-ui: setup  ## browse the tracked runs at http://127.0.0.1:5000
+	$(BIN)/au-ttt mlflow-ui --config config/config.yaml
+
+dvc-repro: setup  ## regenerate everything through DVC (dvc.yaml delegates to Snakemake)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+clean-results:  ## delete generated data and results (keeps results/bench)
+	rm -rf data/synthau results/data results/pretrain results/runs results/cross results/tables results/figures \
+	  results/REPORT.md results/logs results/config results/mlflow .snakemake
 
 bench: setup  ## speed/memory: AU-TTT ViT-S/16 vs timm ViT-S/16 (writes results/bench/)
 	$(BIN)/au-ttt bench

@@ -19,7 +19,9 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "landmarks": "landmarks", "crops": "crops", "heatmaps": "heatmaps", "loader-bench": "loader_bench",
+    "synth": "synth", "baseline": "baseline",
     "mlflow-ui": "mlflow_ui",
+    "tables": "tables",
 }
 
 

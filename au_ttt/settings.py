@@ -66,7 +66,7 @@ def load_settings(path: str | Path) -> Settings:
     """Load and validate a project config file; every variant is checked eagerly."""
     data = load_yaml(path)
     source = str(path)
-    allowed = [*_SECTIONS, "variants"]
+    allowed = [*_SECTIONS, "variants", "workflow"]  # `workflow` is the DAG's own (workflow/schemas/)
     unknown = [k for k in data if k not in allowed]
     if unknown:
         raise ConfigError(f"{source}: unknown section '{unknown[0]}'; allowed sections: {', '.join(allowed)}")

@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crops", required=True, type=Path, help="aligned crop store")
     parser.add_argument("--heatmaps", required=True, type=Path, help="AU-centre cache directory")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
-    parser.add_argument("--pretrained", help="override train.pretrained (safetensors backbone)")
+    parser.add_argument("--pretrained", help="override train.pretrained: a safetensors backbone, or 'none' to train "
+                        "from scratch")
+    parser.add_argument("--threads", type=int, help="override train.threads (torch CPU threads of this job)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if present")
     parser.add_argument("--device", default="auto", help="auto (a free GPU slot, else CPU), cpu, cuda")
     parser.add_argument("--parent", help="MLflow parent run (the table row), default '<dataset>/<variant>'")
@@ -42,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     if args.pretrained:
-        settings = replace(settings, train=replace(settings.train, pretrained=args.pretrained))
+        pretrained = None if args.pretrained.lower() == "none" else args.pretrained
+        settings = replace(settings, train=replace(settings.train, pretrained=pretrained))
+    if args.threads is not None:
+        settings = replace(settings, train=replace(settings.train, threads=args.threads))
     if settings.train.pretrained and not Path(settings.train.pretrained).is_file():
         raise InputError(f"{settings.train.pretrained}: pretrained weights not found (run `au-ttt pretrain` "
                          "or set train.pretrained: null)")

@@ -131,7 +131,7 @@ def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *
     aus = tuple(train_ds.aus)
     _seed_epoch(cfg.seed, -1)
     model = AUTTT(model_cfg, len(aus)).to(dev)
-    if cfg.pretrained and not resume:
+    if cfg.pretrained:  # a resumed checkpoint below overrides these weights
         report = load_pretrained(model, cfg.pretrained)
         log.info("pretrained backbone %s: %s", cfg.pretrained, report.summary())
     rates = _train_rates(train_ds, spec)
@@ -141,8 +141,14 @@ def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *
 
     ckpt_path = out_dir / "checkpoint.pt"
     start, step, history = 0, 0, []
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
+    run_info = {"spec": asdict(spec), "aus": list(aus), "model": to_dict(model_cfg), "train": to_dict(cfg),
+                "loss": to_dict(settings.loss), "train_rates": [float(r) for r in rates],
+                "train_frames": len(train_ds), "test_frames": len(test_ds), "device": str(dev)}
+    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    if ckpt is not None and _comparable(ckpt["run"]) != _comparable(run_info):
+        log.warning("%s was written with another configuration or data: starting fresh, not resuming", ckpt_path)
+        ckpt = None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -150,11 +156,8 @@ def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *
         start, step, history = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"]
         log.info("resumed %s after epoch %d (step %d)", spec.name, ckpt["epoch"] + 1, step)
     elif resume:
-        log.info("no checkpoint in %s: starting fresh", out_dir)
+        log.info("no usable checkpoint in %s: starting fresh", out_dir)
 
-    run_info = {"spec": asdict(spec), "aus": list(aus), "model": to_dict(model_cfg), "train": to_dict(cfg),
-                "loss": to_dict(settings.loss), "train_rates": [float(r) for r in rates],
-                "train_frames": len(train_ds), "test_frames": len(test_ds), "device": str(dev)}
     _write_json(out_dir / "run.json", run_info)
     t0 = time.time()
     for epoch in range(start, cfg.epochs):
@@ -188,6 +191,12 @@ def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *
     _write_json(out_dir / "metrics.json", metrics)
     _plot_curves(history, out_dir / "curves.png", spec.name)
     return metrics
+
+
+def _comparable(run_info: dict) -> dict:
+    """What must match for a checkpoint to be resumed: everything but the device (and worker/thread counts)."""
+    train = {k: v for k, v in run_info["train"].items() if k not in ("num_workers", "threads")}
+    return {**{k: v for k, v in run_info.items() if k not in ("device", "train")}, "train": train}
 
 
 def _train_rates(train_ds, spec: RunSpec) -> np.ndarray:

@@ -1,0 +1,291 @@
+"""Read run outputs (``metrics.json`` + ``tracking.json``) and check each table has exactly its runs.
+
+A within-domain run directory comes from ``au-ttt train`` (one dataset, one test part, one variant); a
+cross-domain directory from ``au-ttt evaluate`` on the other dataset. Every missing, duplicated or
+malformed input is an :class:`InputError` naming the file (or the missing fold) and the command that
+produces it, so a table is never built from a silently partial set of folds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, DATASETS
+from au_ttt.errors import InputError
+from au_ttt.tables.published import VARIANTS
+
+__all__ = ["BEST_KEY", "CrossResult", "FoldGroup", "RunResult", "Tracking", "group_ablation", "group_cross",
+           "group_within", "read_cross", "read_run"]
+
+BEST_KEY = "best_epoch_on_test (optimistic, not the reported number)"  # au_ttt/train/loop.py _final_metrics
+PARTS = (1, 2, 3)
+_TRAIN_HINT = ("au-ttt train --dataset {d} --test-part {p}{v} --index INDEX --crops CROPS --heatmaps HEATMAPS "
+               "--out RUN_DIR")
+_EVAL_HINT = ("au-ttt evaluate --run RUN_DIR(trained on {s}) --dataset {t} --index INDEX --crops CROPS "
+              "--heatmaps HEATMAPS --out DIR")
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where a run is recorded in MLflow (ids are None when it was never mirrored)."""
+
+    parent: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+    uri: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One fold of ``au-ttt train``; F1 values are fractions as written (tables show %)."""
+
+    path: Path
+    dataset: str
+    test_part: int
+    variant: str | None
+    f1: dict[str, float]
+    f1_mean: float
+    floor: float  # all-positive F1 mean: what predicting "present" everywhere scores
+    best: tuple[int, float] | None  # (epoch, F1 mean) of the best epoch on the test part: optimistic
+    test_frames: int
+    epoch_policy: str
+    tracking: Tracking | None
+
+
+@dataclass(frozen=True)
+class CrossResult:
+    """One direction of the cross-domain evaluation (``au-ttt evaluate`` on the other dataset)."""
+
+    path: Path
+    source: str
+    target: str
+    test_set: str
+    trained_on_parts: tuple[int, ...]
+    variant: str | None
+    f1: dict[str, float]
+    f1_mean: float
+    floor: float
+    test_frames: int
+    epoch_policy: str
+    train_run: Path
+    tracking: Tracking | None  # of this directory, if it has one
+    train_tracking: Tracking | None  # of the training run that made the model
+
+
+@dataclass(frozen=True)
+class FoldGroup:
+    """The three folds (test parts 1, 2, 3) behind one table row."""
+
+    dataset: str
+    variant: str | None
+    runs: tuple[RunResult, ...]  # ordered by test part
+
+    def _fold_mean(self, values: Sequence[float]) -> tuple[float, float]:
+        pct = [100.0 * v for v in values]
+        return statistics.fmean(pct), statistics.stdev(pct) if len(pct) > 1 else 0.0
+
+    @property
+    def folds(self) -> list[float]:
+        return [100.0 * r.f1_mean for r in self.runs]
+
+    @property
+    def mean_std(self) -> tuple[float, float]:
+        """3-fold mean and sample std (ddof 1) of the per-fold mean F1, in %."""
+        return self._fold_mean([r.f1_mean for r in self.runs])
+
+    @property
+    def floor(self) -> float:
+        return self._fold_mean([r.floor for r in self.runs])[0]
+
+    @property
+    def best(self) -> float | None:
+        """3-fold mean of the best-epoch-on-test F1 (optimistic); None if any fold lacks it."""
+        if any(r.best is None for r in self.runs):
+            return None
+        return self._fold_mean([r.best[1] for r in self.runs])[0]  # type: ignore[index]
+
+    def au_means(self) -> dict[str, float]:
+        """3-fold mean F1 per AU, in %."""
+        return {au: self._fold_mean([r.f1[au] for r in self.runs])[0] for au in self.runs[0].f1}
+
+    @property
+    def parents(self) -> list[str]:
+        """MLflow parent names the folds were logged under (default: `au-ttt train`'s own default)."""
+        names = {r.tracking.parent for r in self.runs if r.tracking and r.tracking.parent}
+        return sorted(names) or [f"{self.dataset}/{self.variant or 'model'}"]
+
+
+def _load_json(path: Path, hint: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"{path}: not found; {hint}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({err}); re-create it with {hint}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object; re-create it with {hint}")
+    return data
+
+
+def _metrics_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.name == "metrics.json" else path / "metrics.json"
+
+
+def _fraction(value: Any, path: Path, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise InputError(f"{path}: {key} = {value!r} is not an F1 fraction in [0, 1]; re-run the step that wrote it")
+    return float(value)
+
+
+def _require(data: dict[str, Any], keys: Iterable[str], path: Path, hint: str) -> None:
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise InputError(f"{path}: missing {', '.join(missing)}; is this an output of `{hint}`?")
+
+
+def _f1(data: dict[str, Any], aus: Iterable[int], path: Path) -> dict[str, float]:
+    f1 = data["f1"]
+    want = [f"AU{a}" for a in aus]
+    if not isinstance(f1, dict) or sorted(f1) != sorted(want):
+        got = sorted(f1) if isinstance(f1, dict) else f1
+        raise InputError(f"{path}: f1 has AUs {got}, expected {want}; re-run the step that wrote it")
+    return {au: _fraction(f1[au], path, f"f1.{au}") for au in want}
+
+
+def _mean_f1(data: dict[str, Any], f1: dict[str, float], path: Path) -> float:
+    """``f1_mean``, checked against the per-AU values (a hand-edited file must not reach a table)."""
+    mean = _fraction(data["f1_mean"], path, "f1_mean")
+    if abs(mean - statistics.fmean(f1.values())) > 1e-6:
+        raise InputError(f"{path}: f1_mean {mean} is not the mean of the per-AU f1 values "
+                         f"({statistics.fmean(f1.values()):.6f}); re-run the step that wrote it")
+    return mean
+
+
+def read_tracking(run_dir: Path) -> Tracking | None:
+    """``tracking.json`` of a run directory, or None when the run was not tracked."""
+    path = run_dir / "tracking.json"
+    if not path.is_file():
+        return None
+    data = _load_json(path, "`au-ttt train` (it writes tracking.json next to metrics.json)")
+    ml = data.get("mlflow") or {}
+    ids = {k: (str(ml[k]) if ml.get(k) is not None else None) for k in ("experiment_id", "run_id")}
+    return Tracking(parent=data.get("parent"), uri=ml.get("tracking_uri"), error=ml.get("error"), **ids)
+
+
+def read_run(path: str | Path) -> RunResult:
+    """A within-domain fold from an ``au-ttt train`` run directory (or its metrics.json)."""
+    mpath = _metrics_path(path)
+    hint = "au-ttt train"
+    data = _load_json(mpath, f"run `{hint}` for this fold first")
+    if "source" in data and "target" in data:
+        raise InputError(f"{mpath}: is a cross-domain evaluation ({data['source']} → {data['target']}); "
+                         "pass it to --table2, and `au-ttt train` run directories to --table1/--table3")
+    _require(data, ("dataset", "test_part", "variant", "f1", "f1_mean", "all_positive_f1_mean", "aus"), mpath, hint)
+    dataset, part = data["dataset"], data["test_part"]
+    if dataset not in DATASETS or part not in PARTS:
+        raise InputError(f"{mpath}: dataset {dataset!r} / test_part {part!r} must be one of {DATASETS} / {PARTS}")
+    if tuple(data["aus"]) != AUS[dataset]:
+        raise InputError(f"{mpath}: AUs {data['aus']} are not {dataset}'s {list(AUS[dataset])}")
+    best = data.get(BEST_KEY)
+    return RunResult(
+        path=mpath.parent, dataset=dataset, test_part=int(part), variant=data["variant"],
+        f1=(f1 := _f1(data, AUS[dataset], mpath)), f1_mean=_mean_f1(data, f1, mpath),
+        floor=_fraction(data["all_positive_f1_mean"], mpath, "all_positive_f1_mean"),
+        best=(int(best["epoch"]), _fraction(best["f1_mean"], mpath, f"{BEST_KEY}.f1_mean")) if best else None,
+        test_frames=int(data.get("test_frames", 0)), epoch_policy=str(data.get("epoch_policy", "unknown")),
+        tracking=read_tracking(mpath.parent))
+
+
+def read_cross(path: str | Path) -> CrossResult:
+    """A cross-domain direction from an ``au-ttt evaluate`` output directory (or its metrics.json)."""
+    mpath = _metrics_path(path)
+    hint = "au-ttt evaluate"
+    data = _load_json(mpath, f"run `{hint}` with --dataset set to the other dataset first")
+    _require(data, ("source", "target", "f1", "f1_mean", "all_positive_f1_mean", "test_set"), mpath, hint)
+    source, target = data["source"], data["target"]
+    if source not in DATASETS or target not in DATASETS or source == target:
+        raise InputError(f"{mpath}: {source!r} → {target!r} is not a cross-domain evaluation (Table II needs "
+                         f"source ≠ target among {DATASETS}); within-domain runs go to --table1")
+    train_run = Path(str(data.get("run", "")))
+    return CrossResult(
+        path=mpath.parent, source=source, target=target, test_set=str(data["test_set"]),
+        trained_on_parts=tuple(data.get("trained_on_parts", ())), variant=data.get("variant"),
+        f1=(f1 := _f1(data, CROSS_DOMAIN_AUS, mpath)), f1_mean=_mean_f1(data, f1, mpath),
+        floor=_fraction(data["all_positive_f1_mean"], mpath, "all_positive_f1_mean"),
+        test_frames=int(data.get("test_frames", 0)), epoch_policy=str(data.get("epoch_policy", "unknown")),
+        train_run=train_run, tracking=read_tracking(mpath.parent),
+        train_tracking=read_tracking(train_run) if str(train_run) and train_run.is_dir() else None)
+
+
+def _folds(runs: list[RunResult], dataset: str, variant: str | None, what: str) -> FoldGroup:
+    """Exactly one run per test part 1, 2, 3 — else an error naming the gap and the command that fills it."""
+    by_part: dict[int, list[RunResult]] = {}
+    for r in runs:
+        by_part.setdefault(r.test_part, []).append(r)
+    dup = {p: rs for p, rs in by_part.items() if len(rs) > 1}
+    if dup:
+        p, rs = next(iter(dup.items()))
+        raise InputError(f"{what}: {dataset} test part {p} is given {len(rs)} times "
+                         f"({', '.join(str(r.path) for r in rs)}); pass one run directory per fold")
+    missing = [p for p in PARTS if p not in by_part]
+    if missing:
+        v = f" --variant {variant}" if variant else ""
+        cmds = "; ".join(f"`{_TRAIN_HINT.format(d=dataset, p=p, v=v)}`" for p in missing)
+        raise InputError(f"{what}: {dataset}{' ' + variant if variant else ''} lacks test part(s) "
+                         f"{', '.join(map(str, missing))} (3-fold mean needs parts 1, 2, 3); produce them with {cmds} "
+                         "and pass the run directories")
+    return FoldGroup(dataset, variant, tuple(by_part[p][0] for p in PARTS))
+
+
+def group_within(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
+    """Table I: three folds for each of BP4D and DISFA, one variant per dataset."""
+    out = {}
+    for d in DATASETS:
+        mine = [r for r in runs if r.dataset == d]
+        variants = sorted({str(r.variant) for r in mine})
+        if len(variants) > 1:
+            raise InputError(f"--table1: {d} runs mix variants {variants} ({', '.join(str(r.path) for r in mine)}); "
+                             "Table I takes the three folds of one model per dataset")
+        hint = mine[0].variant if mine else (runs[0].variant if runs else None)  # for the error's command line
+        out[d] = _folds(mine, d, hint, "--table1 (Table I)")
+    return out
+
+
+def group_ablation(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
+    """Table III: three folds for each of the six variants, all on one dataset (the paper: BP4D)."""
+    datasets = sorted({r.dataset for r in runs})
+    if len(datasets) > 1:
+        raise InputError(f"--table3: runs on {datasets}; the ablation is on one dataset (the paper: BP4D)")
+    unknown = sorted({str(r.variant) for r in runs if r.variant not in VARIANTS})
+    if unknown:
+        bad = [str(r.path) for r in runs if r.variant not in VARIANTS][:3]
+        raise InputError(f"--table3: variant(s) {unknown} in {', '.join(bad)} are not Table III rows; train with "
+                         f"--variant one of {', '.join(VARIANTS)}")
+    dataset = datasets[0] if datasets else "bp4d"
+    return {v: _folds([r for r in runs if r.variant == v], dataset, v, "--table3 (Table III)") for v in VARIANTS}
+
+
+def group_cross(results: Sequence[CrossResult]) -> dict[tuple[str, str], CrossResult]:
+    """Table II: exactly one evaluation per direction, BP4D → DISFA and DISFA → BP4D."""
+    out: dict[tuple[str, str], CrossResult] = {}
+    for r in results:
+        key = (r.source, r.target)
+        if key in out:
+            raise InputError(f"--table2: {r.source} → {r.target} is given twice ({out[key].path}, {r.path}); "
+                             "pass one evaluation directory per direction")
+        out[key] = r
+    for s, t in (("bp4d", "disfa"), ("disfa", "bp4d")):
+        if (s, t) not in out:
+            raise InputError(f"--table2 (Table II): no {s} → {t} evaluation; produce it with "
+                             f"`{_EVAL_HINT.format(s=s, t=t)}` (a {s} model trained on two parts) and pass its "
+                             "output directory")
+    return {k: out[k] for k in (("bp4d", "disfa"), ("disfa", "bp4d"))}

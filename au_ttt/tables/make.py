@@ -1,0 +1,134 @@
+"""Build every table, Figure 1 and REPORT.md from run directories, and log one MLflow parent per row.
+
+Parent names come from the runs' own ``tracking.json`` (``parent``), so the fold mean lands on the same
+parent run the folds are nested under; untracked runs fall back to ``au-ttt train``'s default
+``<dataset>/<variant or 'model'>``. MLflow trouble is a warning, never a failure: the files are the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from au_ttt.tables.build import DataKind, table1, table1_per_au, table2, table3
+from au_ttt.tables.collect import (
+    CrossResult,
+    FoldGroup,
+    group_ablation,
+    group_cross,
+    group_within,
+    read_cross,
+    read_run,
+)
+from au_ttt.tables.figure import figure_rows, write_figure1
+from au_ttt.tables.render import write_atomic, write_table
+from au_ttt.tables.report import ReportInputs, render_report
+
+__all__ = ["TablesOutput", "make_tables", "row_metrics"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TablesOutput:
+    files: list[Path]
+    parents: dict[str, tuple[str, str]]  # parent name → (experiment id, run id)
+    tracking_status: str
+
+
+def row_metrics(group: FoldGroup) -> dict[str, float]:
+    """Fold summary logged on a row's parent run (fractions, like the fold runs' own metrics)."""
+    mean, std = group.mean_std
+    out = {"f1_mean.fold_mean": mean / 100, "f1_mean.fold_std": std / 100,
+           "all_positive_f1_mean.fold_mean": group.floor / 100,
+           **{f"f1_{au}.fold_mean": v / 100 for au, v in group.au_means().items()}}
+    if group.best is not None:
+        out["optimistic_best_epoch_f1_mean.fold_mean"] = group.best / 100
+    return out
+
+
+def _cross_metrics(r: CrossResult) -> dict[str, float]:
+    return {"cross.f1_mean": r.f1_mean, "cross.all_positive_f1_mean": r.floor,
+            **{f"cross.f1_{au}": v for au, v in r.f1.items()}}
+
+
+def _cross_parent(r: CrossResult) -> str:
+    return r.tracking.parent if r.tracking and r.tracking.parent else f"table2/{r.source}_to_{r.target}"
+
+
+def _claim(claimed: dict[str, frozenset[Path]], name: str, table: str, group: FoldGroup) -> str:
+    """A parent name for this row; if another row with other runs already took it (two untracked run sets
+    falling back to the same default), prefix the table so neither row's fold mean overwrites the other's."""
+    runs = frozenset(r.path for r in group.runs)
+    if claimed.get(name, runs) != runs:
+        logger.warning("MLflow parent %r already holds another row's folds; logging %s's row as %r",
+                       name, table, f"{table}/{name}")
+        name = f"{table}/{name}"
+    claimed[name] = runs
+    return name
+
+
+def _log_rows(tracking: Any, rows: Sequence[tuple[str, dict[str, float]]]) -> tuple[dict[str, tuple[str, str]], str]:
+    """Log each row's metrics on its parent run; returns the ids and a one-line status for the report."""
+    if tracking is None or not tracking.enabled:
+        return {}, "tracking is disabled in the config (`tracking.enabled: false`); links go to local run folders."
+    ids: dict[str, tuple[str, str]] = {}
+    try:
+        from au_ttt.train.tracking import ensure_experiment, log_parent_metrics, tracking_uri
+
+        exp = ensure_experiment(tracking)
+        for name, metrics in rows:
+            ids[name] = (exp, log_parent_metrics(tracking, name, metrics))
+    except Exception as err:  # tracking must never stop the tables
+        logger.warning("MLflow logging of table rows failed (%s: %s); tables are written anyway",
+                       type(err).__name__, err)
+        return ids, f"logging the table rows failed ({type(err).__name__}: {str(err)[:200]})."
+    return ids, f"fold means logged to `{tracking_uri(tracking)}`, experiment `{tracking.experiment}`."
+
+
+def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: Sequence[str | Path],
+                table3_runs: Sequence[str | Path], out: str | Path, *, config: str = "config/config.yaml",
+                settings: Any = None) -> TablesOutput:
+    """Validate the runs, write tables/, figures/figure1.png and REPORT.md under ``out``.
+
+    Args:
+        data: "synthau" (titles say synthetic, no published numbers) or "real" (paper rows + differences).
+        table1_runs: `au-ttt train` run directories, test parts 1–3 of BP4D and of DISFA.
+        table2_dirs: `au-ttt evaluate` directories, one per direction.
+        table3_runs: run directories, test parts 1–3 of each of the six Table III variants.
+        out: results directory.
+        config: config path shown in the report.
+        settings: loaded project config (tracking section, variant check marks); None = no MLflow logging.
+    """
+    if data not in ("synthau", "real"):
+        raise ValueError(f"data must be 'synthau' or 'real', got {data!r}")
+    within = group_within([read_run(p) for p in table1_runs])
+    cross = group_cross([read_cross(p) for p in table2_dirs])
+    ablation = group_ablation([read_run(p) for p in table3_runs])
+    tables = [table1(within, data), table1_per_au(within, data), table2(cross, data),
+              table3(ablation, data, settings)]
+    out = Path(out)
+    files = [f for t in tables for f in write_table(t, out / "tables")]
+    files.append(write_figure1(figure_rows(within, cross, data), out / "figures" / "figure1.png", data))
+
+    rows: list[tuple[str, dict[str, float]]] = []
+    row_parents: dict[int, list[str]] = {}  # id(FoldGroup) → the parent names its numbers were logged on
+    claimed: dict[str, frozenset[Path]] = {}
+    for table, g in [*(("table1", g) for g in within.values()), *(("table3", g) for g in ablation.values())]:
+        row_parents[id(g)] = [_claim(claimed, name, table, g) for name in g.parents]
+        rows += [(name, row_metrics(g)) for name in row_parents[id(g)]]
+    cross_parents = {k: _cross_parent(r) for k, r in cross.items()}
+    rows += [(cross_parents[k], _cross_metrics(r)) for k, r in cross.items()]
+    parents, status = _log_rows(getattr(settings, "tracking", None), rows)
+
+    from au_ttt.train.provenance import git_state
+
+    report = render_report(ReportInputs(data=data, config=config, tables=tables, within=within, cross=cross,
+                                        ablation=ablation, parents=parents, cross_parents=cross_parents,
+                                        row_parents=row_parents,
+                                        tracking_status=status, git=git_state()))
+    files.append(write_atomic(out / "REPORT.md", report))
+    return TablesOutput(files, parents, status)

@@ -1,0 +1,27 @@
+# Tables I–III, Figure 1 and REPORT.md from the run metrics (titled synthetic when the data are SynthAU).
+
+
+rule tables:
+    input:
+        table1=expand("{run}/metrics.json", run=table1_runs()),
+        table2=expand("{cross}/metrics.json", cross=cross_dirs()),
+        table3=expand("{run}/metrics.json", run=table3_runs()),
+        code=code("tables/*.py"),
+    output:
+        table1=f"{RESULTS}/tables/table1.md",
+        table2=f"{RESULTS}/tables/table2.md",
+        table3=f"{RESULTS}/tables/table3.md",
+        figure=f"{RESULTS}/figures/figure1.png",
+        report=f"{RESULTS}/REPORT.md",
+    log:
+        f"{RESULTS}/logs/tables.log",
+    params:
+        config=RESOLVED_CONFIG,
+        data=DATA_KIND,
+        table1=table1_runs(),
+        table2=cross_dirs(),
+        table3=table3_runs(),
+        out=RESULTS,
+    shell:
+        "au-ttt tables --config {params.config} --data {params.data} --table1 {params.table1} "
+        "--table2 {params.table2} --table3 {params.table3} --out {params.out} > {log} 2>&1"
