@@ -10,7 +10,6 @@ Ratios are AU-TTT / ViT-S so a reader compares like with like.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from au_ttt.fileio import atomic_write_json
 
 __all__ = ["BenchResult", "run_bench"]
 
@@ -211,8 +212,4 @@ def write_report(report: dict, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     env = report["env"]
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = out_dir / f"bench-{env['device_type']}-{env['amp']}-{stamp}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(out_dir / f"bench-{env['device_type']}-{env['amp']}-{stamp}.json", report)

@@ -59,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     from au_ttt.data.frame_index import load_index
     from au_ttt.data.landmarks import (
         LandmarkConfig,
-        atomic_write_json,
         compare_landmarks,
         detect_index,
         load_landmarks,
@@ -67,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         save_landmarks,
     )
     from au_ttt.errors import InputError
+    from au_ttt.fileio import atomic_write_json
 
     cfg = section_with_overrides(args.config, "landmarks", LandmarkConfig, backend=args.backend,
                                  dlib_upsample=args.upsample, fa_detector=args.fa_detector,

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from au_ttt.data.dataset import AUFrameDataset, benchmark_loader, split_rows
     from au_ttt.data.frame_index import load_index
     from au_ttt.data.heatmaps import HeatmapConfig
-    from au_ttt.data.landmarks import atomic_write_json
+    from au_ttt.fileio import atomic_write_json
 
     cfg = section_with_overrides(args.config, "heatmaps", HeatmapConfig)
     index = load_index(args.index)

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from au_ttt.data.landmarks import LandmarkSet, atomic_save_npz, atomic_write_json, index_hash, read_image
+from au_ttt.data.landmarks import LandmarkSet, atomic_save_npz, index_hash, read_image
 from au_ttt.errors import InputError
+from au_ttt.fileio import atomic_write_json
 
 __all__ = [
     "ALIGNED_FILE", "ALIGN_POINTS", "TEMPLATE_68", "AlignConfig", "AlignedSet", "align_face", "crop_path",

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from au_ttt.data.protocol import (
     train_parts,
 )
 from au_ttt.errors import InputError
+from au_ttt.fileio import atomic_write, atomic_write_json, umask_mode
 
 __all__ = [
     "BASE_COLUMNS", "META_KEY", "IndexReport", "class_weights", "finalize_index", "fold_split",
@@ -150,30 +150,6 @@ def report_path(index_path: str | os.PathLike) -> Path:
     return path.with_name(path.name.removesuffix(".parquet") + ".report.json")
 
 
-def umask_mode(directory: bool = False) -> int:
-    """The mode a plain ``open``/``mkdir`` would give; mkstemp/mkdtemp make 0600/0700 temp files."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return (0o777 if directory else 0o666) & ~mask
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_json(path: Path, data: dict) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
-
-
 def write_index(df: pd.DataFrame, out: str | os.PathLike, image_root: str | os.PathLike,
                 report: IndexReport, sources: dict[str, str]) -> dict:
     """Write the index, ``*.report.json`` and ``folds.json`` beside it; all content is computed first.
@@ -200,9 +176,9 @@ def write_index(df: pd.DataFrame, out: str | os.PathLike, image_root: str | os.P
     }
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
-    _atomic_write(out, lambda tmp: pq.write_table(table, tmp))
-    _write_json(report_path(out), full_report)
-    _write_json(out.with_name("folds.json"), folds)
+    atomic_write(out, lambda tmp: pq.write_table(table, tmp))
+    atomic_write_json(report_path(out), full_report)
+    atomic_write_json(out.with_name("folds.json"), folds)
     return full_report
 
 

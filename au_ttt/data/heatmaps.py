@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from au_ttt.data.au_regions import AU_CENTRE_RULES, au_centres
-from au_ttt.data.landmarks import atomic_save_npz, atomic_write_json
+from au_ttt.data.landmarks import atomic_save_npz
 from au_ttt.errors import InputError
+from au_ttt.fileio import atomic_write_json
 
 __all__ = [
     "CACHE_AUS", "CACHE_FILE", "MANIFEST_FILE", "HeatmapConfig", "build_centre_cache", "cache_key",

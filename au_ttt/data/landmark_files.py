@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from au_ttt.data.frame_index import umask_mode
 from au_ttt.errors import InputError
+from au_ttt.fileio import atomic_write, swap_in_dir
 
 __all__ = [
     "BP4D_ORIGIN", "DISFA_ORIGIN", "IDX49_IN_68", "IDX66_IN_68", "bp4d_landmark_path", "disfa_landmark_dir",
@@ -101,16 +101,11 @@ def _check_points(frames: Sequence[int], points68: np.ndarray) -> np.ndarray:
 
 
 def _savemat_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
             scipy.io.savemat(fh, data, do_compression=True)
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def write_bp4d_landmarks(root: str | os.PathLike, subject: str, task: str, frames: Sequence[int],
@@ -187,14 +182,7 @@ def write_disfa_landmarks(root: str | os.PathLike, subject: str, frames: Sequenc
             if not np.isfinite(p66).all():
                 raise ValueError(f"frame {frame}: the 66 DISFA points must all be finite")
             scipy.io.savemat(tmp / f"{subject}_{int(frame):04d}_lm.mat", {"pts": p66 + DISFA_ORIGIN})
-        os.chmod(tmp, umask_mode(directory=True))
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old.{os.getpid()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old)
+        swap_in_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +25,11 @@ import numpy as np
 import pandas as pd
 
 from au_ttt.errors import InputError
+from au_ttt.fileio import atomic_write
 
 __all__ = [
     "FAN_WEIGHTS", "S3FD_WEIGHTS", "DlibBackend", "FaceAlignmentBackend", "FrameLandmarks", "LandmarkConfig",
-    "LandmarkSet", "atomic_save_npz", "atomic_write_json", "compare_landmarks", "detect_index",
+    "LandmarkSet", "atomic_save_npz", "compare_landmarks", "detect_index",
     "dlib_model_path", "fan_checkpoint_dir", "index_hash", "load_landmarks", "make_backend",
     "provided_landmarks", "read_image", "run_backend", "save_landmarks",
 ]
@@ -109,28 +107,12 @@ def index_hash(index: pd.DataFrame) -> str:
 
 
 def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    """np.savez to a temp file in the same directory, then rename (no half-written outputs)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """np.savez through :func:`au_ttt.fileio.atomic_write` (no half-written outputs)."""
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:  # a file object: np.savez would append ".npz" to a name
+            np.savez(fh, **arrays)
 
-
-def atomic_write_json(path: str | Path, obj: object) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write(path, write)
 
 
 def save_landmarks(path: str | Path, lms: LandmarkSet) -> None:

@@ -10,7 +10,6 @@ place, so a subject folder exists only complete; a subject whose folder exists i
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -18,8 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from au_ttt.data.frame_index import umask_mode
 from au_ttt.errors import InputError
+from au_ttt.fileio import swap_in_dir
 
 __all__ = ["FRAMES_MARKER", "VIDEO_DIR", "decode_video", "extract_disfa_frames", "read_marker", "video_path"]
 
@@ -74,8 +73,7 @@ def decode_video(video: Path, out_dir: Path, progress: bool = True) -> int:
         marker = {"video": str(video.resolve()), "frames": count, "width": size[0], "height": size[1],
                   "container_frame_count": expected, "jpeg_quality": JPEG_QUALITY}
         (tmp / FRAMES_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        os.chmod(tmp, umask_mode(directory=True))
-        _swap_in(tmp, out_dir)
+        swap_in_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -83,15 +81,6 @@ def decode_video(video: Path, out_dir: Path, progress: bool = True) -> int:
         capture.release()
     return count
 
-
-def _swap_in(new: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old.{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def extract_disfa_frames(root: str | Path, out: str | Path, force: bool = False,

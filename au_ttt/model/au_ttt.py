@@ -29,6 +29,7 @@ from timm.layers import DropPath, Mlp, PatchEmbed, resample_abs_pos_embed, trunc
 from torch import Tensor, nn
 
 from au_ttt.errors import InputError
+from au_ttt.fileio import atomic_write
 from au_ttt.model.config import ModelConfig
 from au_ttt.model.layers import AURoITTT, BiTTT, LinearMixer, MultiScalePerception, TTTLinear
 
@@ -210,14 +211,8 @@ def load_pretrained(model: AUTTT, path: str | Path) -> LoadReport:
 
 def save_weights(model: nn.Module, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
     """Write ``model``'s state dict as safetensors (atomically), tagged so :func:`load_pretrained` knows it."""
-    import os
-
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": CHECKPOINT_FORMAT, **(extra_metadata or {})})
-    os.replace(tmp, path)
-    return path
+    metadata = {"format": CHECKPOINT_FORMAT, **(extra_metadata or {})}
+    return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))

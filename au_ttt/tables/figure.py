@@ -11,10 +11,10 @@ import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from au_ttt.fileio import atomic_write_text
 from au_ttt.tables.build import SYNTHETIC, DataKind
 from au_ttt.tables.collect import CrossResult, FoldGroup
 from au_ttt.tables.published import both_tables
-from au_ttt.tables.render import write_atomic
 
 __all__ = ["figure_rows", "write_figure1"]
 
@@ -74,4 +74,4 @@ def write_figure1(rows: Sequence[tuple[str, float, float, str]], path: str | Pat
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    return write_atomic(path, buf.getvalue())
+    return atomic_write_text(path, buf.getvalue())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from au_ttt.fileio import atomic_write_text
 from au_ttt.tables.build import DataKind, table1, table1_per_au, table2, table3
 from au_ttt.tables.collect import (
     CrossResult,
@@ -24,7 +25,7 @@ from au_ttt.tables.collect import (
     read_run,
 )
 from au_ttt.tables.figure import figure_rows, write_figure1
-from au_ttt.tables.render import write_atomic, write_table
+from au_ttt.tables.render import write_table
 from au_ttt.tables.report import ReportInputs, render_report
 
 __all__ = ["TablesOutput", "make_tables", "row_metrics"]
@@ -130,5 +131,5 @@ def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: 
                                         ablation=ablation, parents=parents, cross_parents=cross_parents,
                                         row_parents=row_parents,
                                         tracking_status=status, git=git_state()))
-    files.append(write_atomic(out / "REPORT.md", report))
+    files.append(atomic_write_text(out / "REPORT.md", report))
     return TablesOutput(files, parents, status)

@@ -8,33 +8,17 @@ precision. LaTeX needs ``booktabs`` and ``amssymb`` (for ``\\checkmark``).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from au_ttt.fileio import atomic_write_text
 from au_ttt.tables.build import DIFF, PAPER, Table
 
-__all__ = ["fmt", "to_latex", "to_markdown", "write_atomic", "write_table"]
+__all__ = ["fmt", "to_latex", "to_markdown", "write_table"]
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "→": r"$\rightarrow$",
         "−": "$-$", "±": r"$\pm$", "✓": r"$\checkmark$", "Δ": r"$\Delta$", "–": "--", "—": "---"}
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write via a temporary file in the same directory and ``os.replace`` (readers never see a partial file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _missing(value: Any) -> bool:
@@ -116,6 +100,6 @@ def _marks(table: Table) -> set[str]:
 def write_table(table: Table, out_dir: str | Path) -> list[Path]:
     """Write ``<name>.md``, ``<name>.tex`` and ``<name>.csv`` under ``out_dir``; returns the paths."""
     out_dir = Path(out_dir)
-    return [write_atomic(out_dir / f"{table.name}.md", to_markdown(table)),
-            write_atomic(out_dir / f"{table.name}.tex", to_latex(table)),
-            write_atomic(out_dir / f"{table.name}.csv", table.frame.to_csv(index=False, float_format="%.6g"))]
+    return [atomic_write_text(out_dir / f"{table.name}.md", to_markdown(table)),
+            atomic_write_text(out_dir / f"{table.name}.tex", to_latex(table)),
+            atomic_write_text(out_dir / f"{table.name}.csv", table.frame.to_csv(index=False, float_format="%.6g"))]

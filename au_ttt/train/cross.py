@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from au_ttt.config import from_dict
 from au_ttt.data.protocol import AUS
 from au_ttt.errors import InputError
+from au_ttt.fileio import atomic_write_json
 from au_ttt.metrics import cross_domain_columns
 from au_ttt.model.config import ModelConfig
 
@@ -73,7 +73,5 @@ def evaluate_run(settings, run_dir, target: str, index, crops, heatmaps, out_dir
         "f1_mean": result["f1_mean"], "all_positive_f1_mean": result["all_positive_f1_mean"],
         "test_frames": result["frames"],
     }
-    tmp = out_dir / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, out_dir / "metrics.json")
+    atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics

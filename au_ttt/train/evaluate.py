@@ -7,7 +7,6 @@ outputs [0, 1, 2, 3, 6] are compared with DISFA's AUs [0, 1, 2, 3, 5] (AUs 1, 2,
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from au_ttt.fileio import atomic_write
 from au_ttt.metrics import all_positive_f1, f1_per_au
 
 __all__ = ["evaluate_model", "predict", "write_predictions"]
@@ -60,7 +60,4 @@ def write_predictions(path: str | Path, dataset, result: dict[str, Any], aus) ->
     for i, au in enumerate(aus):
         frame[f"prob_AU{au}"] = result["probs"][:, i].astype(np.float32)
         frame[f"label_AU{au}"] = result["labels"][:, i]
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))

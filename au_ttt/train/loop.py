@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from au_ttt.config import to_dict
+from au_ttt.fileio import atomic_write, atomic_write_json
 from au_ttt.losses import AULoss
 from au_ttt.model.au_ttt import AUTTT, load_pretrained, save_weights
 from au_ttt.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
@@ -158,7 +158,7 @@ def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *
     elif resume:
         log.info("no usable checkpoint in %s: starting fresh", out_dir)
 
-    _write_json(out_dir / "run.json", run_info)
+    atomic_write_json(out_dir / "run.json", run_info)
     t0 = time.time()
     for epoch in range(start, cfg.epochs):
         generator = _seed_epoch(cfg.seed, epoch)
@@ -187,8 +187,8 @@ def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *
     save_weights(model, out_dir / "model.safetensors", {"run": json.dumps(run_info)})
     write_predictions(out_dir / "predictions.parquet", test_ds, final, aus)
     metrics = _final_metrics(spec, aus, final, history)
-    _write_json(out_dir / "history.json", history)
-    _write_json(out_dir / "metrics.json", metrics)
+    atomic_write_json(out_dir / "history.json", history)
+    atomic_write_json(out_dir / "metrics.json", metrics)
     _plot_curves(history, out_dir / "curves.png", spec.name)
     return metrics
 
@@ -225,12 +225,6 @@ def _final_metrics(spec: RunSpec, aus, final: dict, history: list[dict]) -> dict
     }
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
-
-
 def _plot_curves(history: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -247,7 +241,5 @@ def _plot_curves(history: list[dict], path: Path, title: str) -> None:
     ax2.plot([h["epoch"] for h in scored], [h["test_f1"] for h in scored], marker="o")
     ax2.set(xlabel="epoch", ylabel="mean F1 (test part)", ylim=(0, 1))
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from au_ttt.errors import InputError
+from au_ttt.fileio import atomic_write_json
 
 __all__ = ["PretrainConfig", "pretrain", "write_digits_imagefolder"]
 
@@ -204,9 +205,7 @@ def pretrain(model_cfg, cfg: PretrainConfig, out: str | Path, device: str = "aut
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         save_weights(backbone, out / "backbone.safetensors", {"pretrain": json.dumps(result)})
-        tmp = out / ".pretrain.json.tmp"
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, out / "pretrain.json")
+        atomic_write_json(out / "pretrain.json", result)
         log.info("pretrained %d steps on %s: val top-1 %.3f", step, cfg.data_root, result["val_top1"])
     if world > 1:
         import torch.distributed as dist

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from au_ttt.errors import InputError
+from au_ttt.fileio import atomic_write_json
 from au_ttt.train.provenance import flatten, run_tags
 
 __all__ = ["PARENT_TAG", "RunLogger", "TrackingConfig", "ensure_experiment", "get_or_create_parent",
@@ -156,18 +156,6 @@ def log_parent_metrics(cfg: TrackingConfig, name: str, metrics: Mapping[str, flo
     return run_id
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -244,7 +232,7 @@ class RunLogger:
         self.record["mlflow"].update(experiment_id=exp_id, run_id=self._run_id, parent_run_id=parent_id)
 
     def _save(self) -> None:
-        _write_json_atomic(self.path, self.record)
+        atomic_write_json(self.path, self.record, indent=1)
 
     # -- public API -----------------------------------------------------------------------------------
     def __enter__(self) -> RunLogger:

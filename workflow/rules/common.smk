@@ -10,6 +10,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 import au_ttt  # noqa: E402  (the package must be installed: `make setup`)
 from au_ttt.config import ConfigError  # noqa: E402
+from au_ttt.fileio import atomic_write_text  # noqa: E402
 from au_ttt.settings import load_settings  # noqa: E402
 
 REPO = Path(au_ttt.__file__).resolve().parents[1]  # the checkout the package is installed from (editable)
@@ -31,10 +32,7 @@ def _write_resolved_config() -> str:
     path = Path(RESULTS) / "config" / "resolved.yaml"
     text = yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=True)
     if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        atomic_write_text(path, text)
     try:  # the package's strict validation: typos in any section stop the DAG before it starts
         load_settings(path)
     except ConfigError as err:
@@ -43,6 +41,17 @@ def _write_resolved_config() -> str:
 
 
 RESOLVED_CONFIG = _write_resolved_config()
+
+
+def _gpus_here() -> int:
+    """GPU jobs claim `gpu=1` only where GPUs exist, so a CPU-only machine runs jobs in parallel; on a
+    cluster the profile's `set-resources` requests GPUs explicitly (profiles/slurm)."""
+    from au_ttt.train.gpu_slots import discover_pool
+
+    return 1 if discover_pool() else 0
+
+
+GPU = _gpus_here()
 
 if FULL not in VARIANTS:
     raise ValueError(f"workflow.full_variant {FULL!r} is not one of the config's variants: {VARIANTS}")
@@ -75,7 +84,9 @@ def section_params(*sections) -> str:
 
 def code(*patterns) -> list[str]:
     """Package files whose edits change a job's result (Snakemake does not see imported code itself)."""
-    files = sorted({str(p.relative_to(REPO)) for pat in patterns for p in REPO.glob(f"au_ttt/{pat}")})
+    # relative to the working directory when the DAG runs in the checkout, absolute under `-d elsewhere`
+    base = REPO if Path.cwd().resolve() == REPO else None
+    files = sorted({str(p.relative_to(base) if base else p) for pat in patterns for p in REPO.glob(f"au_ttt/{pat}")})
     if not files:
         raise ValueError(f"no package files match {patterns}")
     return files
@@ -140,6 +151,19 @@ def get_final_outputs() -> list[str]:
 def raw_marker(wildcards=None) -> list[str]:
     """The SynthAU manifest when the data are generated; nothing (external files) for real data."""
     return [f"{WF['synthau']['root']}/synthau.json"] if DATA_KIND == "synthau" else []
+
+
+def get_synth_root(wildcards, output) -> str:
+    return str(Path(output.manifest).parent)
+
+
+def get_output_dir(wildcards, output) -> str:
+    """Folder of a rule's first output (for commands that take an output directory)."""
+    return str(Path(output[0]).parent)
+
+
+def get_report_root(wildcards, output) -> str:
+    return str(Path(output.report).parent)
 
 
 def get_raw_root(wildcards) -> str:

@@ -8,8 +8,10 @@ rule synthau:
         manifest=f"{WF['synthau']['root']}/synthau.json",
     log:
         f"{RESULTS}/logs/synthau.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
-        root=WF["synthau"]["root"],
+        root=get_synth_root,
         seed=WF["synthau"]["seed"],
         spp=WF["synthau"]["subjects_per_part"],
         tasks=WF["synthau"]["bp4d_tasks"],
@@ -29,6 +31,8 @@ rule disfa_frames:
         directory(f"{RESULTS}/data/disfa/frames"),
     log:
         f"{RESULTS}/logs/disfa_frames.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
         root=raw_root("disfa"),
     shell:
@@ -43,6 +47,8 @@ rule frame_index:
         folds=f"{RESULTS}/data/{{dataset}}/folds.json",
     log:
         f"{RESULTS}/logs/frame_index/{{dataset}}.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
         root=get_raw_root,
         frames=get_frames_arg,

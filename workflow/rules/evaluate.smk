@@ -9,6 +9,8 @@ rule cross_domain:
         f"{RESULTS}/cross/{{source}}_to_{{target}}/metrics.json",
     log:
         f"{RESULTS}/logs/cross/{{source}}_to_{{target}}.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
         config=RESOLVED_CONFIG,
         out=f"{RESULTS}/cross/{{source}}_to_{{target}}",
@@ -16,7 +18,7 @@ rule cross_domain:
         settings=section_params("heatmaps", "workflow.cross_domain_test"),
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
     shell:
         "OMP_NUM_THREADS={threads} au-ttt evaluate --config {params.config} --run $(dirname {input.run}) "
         "--dataset {wildcards.target} --index {input.index} --crops {input.crops} --heatmaps {input.heatmaps} "

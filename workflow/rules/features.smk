@@ -10,6 +10,8 @@ rule landmarks:
         f"{RESULTS}/data/{{dataset}}/landmarks.npz",
     log:
         f"{RESULTS}/logs/landmarks/{{dataset}}.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
         config=RESOLVED_CONFIG,
         image_root=get_image_root,
@@ -30,6 +32,8 @@ rule crops:
         store=directory(f"{RESULTS}/data/{{dataset}}/crops"),
     log:
         f"{RESULTS}/logs/crops/{{dataset}}.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
         config=RESOLVED_CONFIG,
         image_root=get_image_root,
@@ -48,6 +52,8 @@ rule heatmaps:
         cache=directory(f"{RESULTS}/data/{{dataset}}/heatmaps"),
     log:
         f"{RESULTS}/logs/heatmaps/{{dataset}}.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
         config=RESOLVED_CONFIG,
         settings=section_params("heatmaps"),

@@ -7,6 +7,8 @@ rule pretrain_digits:
         directory(f"{RESULTS}/pretrain/digits"),
     log:
         f"{RESULTS}/logs/pretrain_digits.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
         config=RESOLVED_CONFIG,
     shell:
@@ -21,13 +23,15 @@ rule pretrain:
         f"{RESULTS}/pretrain/backbone.safetensors",
     log:
         f"{RESULTS}/logs/pretrain.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
         config=RESOLVED_CONFIG,
-        out=f"{RESULTS}/pretrain",
+        out=get_output_dir,
         settings=section_params("model", "pretrain"),
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
     shell:
         "OMP_NUM_THREADS={threads} au-ttt pretrain --config {params.config} --data-root {input.data} "
         "--out {params.out} > {log} 2>&1"

@@ -15,13 +15,15 @@ rule tables:
         report=f"{RESULTS}/REPORT.md",
     log:
         f"{RESULTS}/logs/tables.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
         config=RESOLVED_CONFIG,
         data=DATA_KIND,
         table1=table1_runs(),
         table2=cross_dirs(),
         table3=table3_runs(),
-        out=RESULTS,
+        out=get_report_root,
     shell:
         "au-ttt tables --config {params.config} --data {params.data} --table1 {params.table1} "
         "--table2 {params.table2} --table3 {params.table3} --out {params.out} > {log} 2>&1"

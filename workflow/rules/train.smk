@@ -10,6 +10,8 @@ rule train:
         weights=f"{RESULTS}/runs/{{dataset}}/{{init}}/{{variant}}/test{{part}}/model.safetensors",
     log:
         f"{RESULTS}/logs/train/{{dataset}}-{{init}}-{{variant}}-test{{part}}.log",
+    conda:
+        "../envs/au_ttt.yaml"
     params:
         config=RESOLVED_CONFIG,
         out=f"{RESULTS}/runs/{{dataset}}/{{init}}/{{variant}}/test{{part}}",
@@ -18,7 +20,7 @@ rule train:
         settings=get_train_params,
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
     shell:
         "OMP_NUM_THREADS={threads} au-ttt train --config {params.config} --dataset {wildcards.dataset} "
         "--test-part {wildcards.part} --variant {wildcards.variant} --index {input.index} --crops {input.crops} "
