@@ -69,7 +69,8 @@ def test_paper_config_lists_the_full_reproduction(tmp_path):
     work = _workdir(tmp_path / "work", REPO / "config/config.yaml")
     (work / "paper.yaml").write_text(yaml.safe_dump(paper))
     # the target goes before --resources: Snakemake's --resources takes every following name=value word
-    result = _snakemake(work, "all", "-n", "--cores", "8", "--resources", "gpu=4", "--configfile", str(work / "paper.yaml"))
+    result = _snakemake(work, "all", "-n", "--cores", "8", "--resources", "gpu=4",
+                        "--configfile", str(work / "paper.yaml"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = _job_counts(result.stdout)
     # 3 folds x 2 datasets (Table I) + 6 variants x 3 folds (Table III) trainings, 2 cross-domain directions,
