@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,8 @@ def pretrain(model_cfg, cfg: PretrainConfig, out: str | Path, device: str = "aut
 
     rank, local_rank, world = _distributed()
     dev = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() and device != "cpu" else "cpu")
+    random.seed(cfg.seed + rank)          # timm's random-resized crop draws from Python's RNG
+    np.random.seed(cfg.seed + rank)
     torch.manual_seed(cfg.seed)
     per_proc = max(1, cfg.batch_size // world)
     train, val, sampler, n_classes = _loaders(cfg, model_cfg.img_size, world, rank, per_proc)
