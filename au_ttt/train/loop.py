@@ -201,12 +201,10 @@ def _comparable(run_info: dict) -> dict:
 
 def _train_rates(train_ds, spec: RunSpec) -> np.ndarray:
     """Occurrence rate per AU over the training frames with a known label (MDWA/WDI weights need r > 0)."""
-    known = train_ds.label_mask.sum(0)
-    rates = (train_ds.labels * train_ds.label_mask).sum(0) / np.maximum(known, 1)
-    bad = [f"AU{a}" for a, r in zip(train_ds.aus, rates, strict=True) if r <= 0]
-    if bad:
-        raise ValueError(f"{spec.name}: {', '.join(bad)} never occur(s) in the training parts, so the class "
-                         "weights are undefined; use more subjects/frames or drop the AU")
+    from au_ttt.data.frame_index import class_weights, occurrence_rates
+
+    rates = occurrence_rates(np.where(train_ds.label_mask, train_ds.labels, -1))
+    class_weights(rates, [f"AU{a}" for a in train_ds.aus], spec.name)  # raises, naming the AU and run
     return rates
 
 
