@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from au_ttt.fileio import atomic_write_text
 
 HELP = "HOG + logistic regression per AU: 3-fold, all-positive and cross-domain F1 (learnability check)"
 
@@ -26,13 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
     from au_ttt.data.baseline import baseline_report, load_bp4d, load_disfa, run_baseline
 
@@ -40,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     disfa = load_disfa(args.disfa, progress=not args.no_progress)
     result = run_baseline(bp4d, disfa, c=args.c)
     args.out.mkdir(parents=True, exist_ok=True)
-    _write(args.out / "baseline.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out / "baseline.json", json.dumps(result, indent=2) + "\n")
     report = baseline_report(result)
-    _write(args.out / "baseline.md", report)
+    atomic_write_text(args.out / "baseline.md", report)
     print(report)
     return 0

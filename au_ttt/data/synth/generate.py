@@ -37,6 +37,7 @@ from au_ttt.data.synth.writers import (
     write_jpeg,
 )
 from au_ttt.errors import InputError
+from au_ttt.fileio import swap_in_dir
 
 __all__ = ["BP4D_COLUMNS", "generate_synthau"]
 
@@ -200,9 +201,7 @@ def generate_synthau(out_dir: str | os.PathLike, seed: int = 0, subjects_per_par
         }
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _fix_mat_headers(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        swap_in_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
