@@ -78,6 +78,21 @@ def test_train_mode_is_random_and_splits_select_rows(store) -> None:
     assert batch["image"].shape == (1, 3, 224, 224) and batch["row"].tolist() == [2]
 
 
+def test_random_crop_off_keeps_the_centre_and_still_mirrors(store) -> None:
+    index, crops, cache = store
+    centre = AUFrameDataset(index, crops, cache, rows=np.array([0]), train=False)[0]
+    fixed = AUFrameDataset(index, crops, cache, rows=np.array([0]), train=True, jitter=0.0, random_crop=False)
+    torch.manual_seed(0)
+    items = [fixed[0] for _ in range(12)]
+    mirrored = [torch.equal(x["image"], centre["image"].flip(-1)) for x in items]
+    plain = [torch.equal(x["image"], centre["image"]) for x in items]
+    assert all(m != p for m, p in zip(mirrored, plain, strict=True))   # every draw: the centre crop, maybe mirrored
+    assert any(mirrored) and any(plain)
+    for x, m in zip(items, mirrored, strict=True):
+        expected = centre["roi_masks"].flip(-1) if m else centre["roi_masks"]
+        torch.testing.assert_close(x["roi_masks"], expected, atol=1e-6, rtol=0)   # mirror = float rounding only
+
+
 def test_stale_inputs_are_refused(store) -> None:
     index, crops, cache = store
     with pytest.raises(InputError, match="stale"):

@@ -125,6 +125,37 @@ def test_roi_branch_needs_masks_and_uses_them(tiny_cfg):
     assert not torch.allclose(model(x, m1).logits, model(x, m2).logits)
 
 
+def test_grey_standardize_ignores_brightness_contrast_and_colour_cast():
+    from au_ttt.model.au_ttt import GreyStandardize
+
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)   # the loader's ImageNet normalisation
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    raw = torch.rand(2, 3, 32, 32, generator=g) * 0.5 + 0.2                  # RGB in [0, 1]
+    norm = GreyStandardize()
+    out = norm((raw - mean) / std)
+    assert out.shape == raw.shape and torch.equal(out[:, 0], out[:, 2])     # three equal channels
+    torch.testing.assert_close(out.mean((1, 2, 3)), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std((1, 2, 3), correction=0), torch.ones(2), atol=1e-3, rtol=0)
+    darker = 0.6 * raw + 0.1                                                # brightness + contrast change
+    chroma = torch.tensor([0.114, 0.0, -0.299]).view(1, 3, 1, 1) * 0.2      # zero luma: 0.299·a + 0.114·c = 0
+    cast = raw + chroma
+    torch.testing.assert_close(norm((darker - mean) / std), out, atol=1e-3, rtol=0)
+    torch.testing.assert_close(norm((cast - mean) / std), out, atol=1e-3, rtol=0)
+    assert not torch.allclose(norm((raw.flip(-1) - mean) / std), out, atol=1e-2)  # content still matters
+
+
+def test_input_norm_is_part_of_the_model(tiny_cfg):
+    rgb, grey = AUTTT(tiny_cfg, 3), AUTTT(tiny_cfg.with_overrides(input_norm="grey_standardize"), 3)
+    assert isinstance(rgb.input_norm, torch.nn.Identity)
+    assert set(rgb.state_dict()) == set(grey.state_dict())                 # same weights load either way
+    grey.load_state_dict(rgb.state_dict())
+    x, masks = torch.randn(1, 3, 64, 64), torch.rand(1, 3, 4, 4)
+    assert not torch.allclose(rgb(x, masks).logits, grey(x, masks).logits)
+    with pytest.raises(ValueError, match="in_chans 3"):
+        tiny_cfg.with_overrides(input_norm="grey_standardize", in_chans=1)
+
+
 def test_bf16_autocast_keeps_ttt_state_in_fp32(tiny_cfg):
     model = AUTTT(tiny_cfg, 4).eval()
     x, masks = torch.randn(2, 3, 64, 64), torch.rand(2, 4, 4, 4)

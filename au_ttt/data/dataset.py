@@ -57,9 +57,9 @@ class AUFrameDataset(Dataset):
     def __init__(self, index: pd.DataFrame, crops_dir: str | Path, heatmap_dir: str | Path,
                  rows: np.ndarray | None = None, train: bool = False, cfg: HeatmapConfig | None = None,
                  aus: tuple[int, ...] | None = None, mask_aus: tuple[int, ...] | None = None,
-                 jitter: float = 0.4) -> None:
+                 jitter: float = 0.4, random_crop: bool = True) -> None:
         cfg = cfg or HeatmapConfig()
-        self.crops_dir, self.cfg, self.train = Path(crops_dir), cfg, train
+        self.crops_dir, self.cfg, self.train, self.random_crop = Path(crops_dir), cfg, train, random_crop
         self.aus = tuple(aus) if aus is not None else _dataset_aus(index)
         aligned = load_aligned(crops_dir, index)
         if aligned.size != cfg.crop_size:
@@ -94,7 +94,7 @@ class AUFrameDataset(Dataset):
         image = read_image(path)
         if image.shape[:2] != (cfg.crop_size, cfg.crop_size):
             raise InputError(f"{path}: crop is {image.shape[:2]}, not {cfg.crop_size}²; rerun `au-ttt crops`")
-        g = sample_geometry(cfg.crop_size, cfg.input_size, self.train)
+        g = sample_geometry(cfg.crop_size, cfg.input_size, self.train, shift=self.random_crop)
         centres = apply_centres(self.centres[i], g, self.aus)
         mask_centres = apply_centres(self.mask_centres[i], g, self.mask_aus)
         roi = location_maps(mask_centres, cfg.grid, cfg.input_size, cfg.sigma_px, cfg.cutoff)

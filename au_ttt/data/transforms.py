@@ -38,12 +38,17 @@ class Geometry:
 
 
 def sample_geometry(crop_size: int, input_size: int, train: bool,
-                    generator: torch.Generator | None = None) -> Geometry:
-    """Random offset + coin-flip mirror for training; the centre crop without flip for testing."""
+                    generator: torch.Generator | None = None, shift: bool = True) -> Geometry:
+    """Random offset + coin-flip mirror for training; the centre crop without flip for testing.
+
+    ``shift=False`` keeps the centre offset while training (mirror only): a patch-16 ViT trained from
+    scratch on a few subjects must otherwise learn each texture at every sub-patch phase.
+    """
     span = crop_size - input_size
     if not train:
         return Geometry(span // 2, span // 2, input_size, False)
-    ox, oy = (int(v) for v in torch.randint(0, span + 1, (2,), generator=generator))
+    offset = torch.randint(0, span + 1, (2,), generator=generator) if shift else torch.full((2,), span // 2)
+    ox, oy = (int(v) for v in offset)
     flip = bool(torch.rand((), generator=generator) < 0.5)
     return Geometry(ox, oy, input_size, flip)
 

@@ -1,5 +1,8 @@
 """AU-TTT: the ViT-style backbone with AU-TTT blocks and the AU/heatmap heads (paper §II-B, Fig. 3).
 
+* Input: the loader's ImageNet-normalised RGB enters unchanged (``input_norm: imagenet``) or is turned
+  into per-image standardised greyscale by :class:`GreyStandardize` inside the model, so pretraining,
+  training and every evaluation see the same input whatever loader feeds them.
 * Tokens (eq. 5): timm ``PatchEmbed`` → J patch tokens in raster order, the CLS token appended LAST,
   plus a learnable positional embedding of J+1 rows.
 * Block (Fig. 3 top right): x + DropPath(Σ branches(LN(x))), then x + DropPath(MLP(LN(x))), where the
@@ -25,6 +28,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from torch import Tensor, nn
 
@@ -33,7 +37,8 @@ from au_ttt.fileio import atomic_write
 from au_ttt.model.config import ModelConfig
 from au_ttt.model.layers import AURoITTT, BiTTT, LinearMixer, MultiScalePerception, TTTLinear
 
-__all__ = ["AUTTT", "AUOutput", "AUTTTBlock", "LoadReport", "checkpoint_filter_fn", "load_pretrained", "save_weights"]
+__all__ = ["AUTTT", "AUOutput", "AUTTTBlock", "GreyStandardize", "LoadReport", "checkpoint_filter_fn",
+           "load_pretrained", "save_weights"]
 
 _log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "au_ttt"  # safetensors metadata 'format' of checkpoints written by this package
@@ -42,6 +47,27 @@ CHECKPOINT_FORMAT = "au_ttt"  # safetensors metadata 'format' of checkpoints wri
 class AUOutput(NamedTuple):
     logits: Tensor    # (B, N_AU) occurrence logits
     heatmaps: Tensor  # (B, N_AU, S, S) predicted AU heatmaps
+
+
+class GreyStandardize(nn.Module):
+    """ImageNet-normalised RGB → greyscale with zero mean and unit variance per image, as 3 equal channels.
+
+    Undoes the loader's normalisation, takes ITU-R 601 luma, then standardises each image, so the output
+    does not change when an image's brightness or contrast does (a·v + b, a > 0) nor with its colour cast
+    beyond luma. Three channels keep the patch embedding ViT-S shaped.
+    """
+
+    def __init__(self, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        grey = ((x * self.std + self.mean) * self.luma).sum(1, keepdim=True)
+        var, mean = torch.var_mean(grey, dim=(1, 2, 3), keepdim=True, correction=0)
+        return ((grey - mean) / torch.sqrt(var + self.eps)).expand(-1, x.shape[1], -1, -1)
 
 
 class AUTTTBlock(nn.Module):
@@ -87,6 +113,7 @@ class AUTTT(nn.Module):
         self.grid_size = cfg.grid_size
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.heatmap_size = cfg.heatmap_size or self.grid_size[0]
+        self.input_norm = GreyStandardize() if cfg.input_norm == "grey_standardize" else nn.Identity()
         self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, D))  # row J = CLS
@@ -117,7 +144,7 @@ class AUTTT(nn.Module):
 
     def forward_features(self, x: Tensor, roi_masks: Tensor | None = None) -> Tensor:
         """Images (B, C, H, W) → normalised tokens (B, J+1, D), CLS last."""
-        x = self.patch_embed(x)
+        x = self.patch_embed(self.input_norm(x))
         x = torch.cat([x, self.cls_token.expand(x.shape[0], -1, -1)], dim=1) + self.pos_embed
         for block in self.blocks:
             x = block(x, roi_masks)

@@ -19,6 +19,11 @@ class ModelConfig:
     img_size: int = 224
     patch_size: int = 16
     in_chans: int = 3
+    # "imagenet": the loader's ImageNet-normalised RGB as is (paper, any ViT-S weights). "grey_standardize":
+    # the model turns it into per-image standardised greyscale (replicated to 3 channels, so ViT-S weights
+    # still load). Assumed for small from-scratch runs: skin tone, hair and background colour identify the
+    # subject, not the AU (OpenFace's appearance features are greyscale too, Baltrušaitis et al., FG 2015).
+    input_norm: Literal["imagenet", "grey_standardize"] = "imagenet"
     embed_dim: int = 384
     depth: int = 12
     num_heads: int = 6
@@ -46,6 +51,8 @@ class ModelConfig:
             raise ValueError(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
         if isinstance(self.ttt_mini_batch, int) and self.ttt_mini_batch < 1:
             raise ValueError(f"ttt_mini_batch must be >= 1 or 'row', got {self.ttt_mini_batch}")
+        if self.input_norm == "grey_standardize" and self.in_chans != 3:
+            raise ValueError(f"input_norm 'grey_standardize' needs in_chans 3 (RGB input), got {self.in_chans}")
         if self.mixer == "linear" and self.bidirectional:
             raise ValueError("bidirectional=true needs mixer 'ttt' (the linear baseline has no scan)")
         if any(d < 1 for d in self.msp_dilations) or not self.msp_dilations:

@@ -18,6 +18,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0        # assumed (the issue asks for a cosine schedule with warm-up)
     warmup_lr: float = 1e-6           # assumed: timm's usual warm-up start
     min_lr: float = 1e-6              # assumed: cosine floor
+    random_crop: bool = True          # ME-GraphAU / FG-Net: random input-size crop of the aligned crop (256 → 224)
     grad_clip: float = 1.0            # assumed (FG-Net clips at 0.1 with a 5e-5 lr)
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
     seed: int = 0

@@ -61,4 +61,5 @@ def load_split(settings, paths: DataPaths, dataset: str, test_part: int, split: 
         raise InputError(f"{paths.index}: holds dataset(s) {found}, but the run is for {dataset!r}")
     rows = None if split == "all" else split_rows(index, test_part, split)
     return AUFrameDataset(index, paths.crops, paths.heatmaps, rows=rows, train=split == "train",
-                          cfg=settings.heatmaps, aus=label_aus or AUS[dataset], mask_aus=mask_aus)
+                          cfg=settings.heatmaps, aus=label_aus or AUS[dataset], mask_aus=mask_aus,
+                          random_crop=settings.train.random_crop)
