@@ -126,10 +126,11 @@ def test_roi_branch_needs_masks_and_uses_them(tiny_cfg):
 
 
 def test_grey_standardize_ignores_brightness_contrast_and_colour_cast():
+    from au_ttt.data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from au_ttt.model.au_ttt import GreyStandardize
 
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)   # the loader's ImageNet normalisation
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)   # the loader's normalisation, which the model undoes
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     g = torch.Generator().manual_seed(0)
     raw = torch.rand(2, 3, 32, 32, generator=g) * 0.5 + 0.2                  # RGB in [0, 1]
     norm = GreyStandardize()
