@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from au_ttt.data.au_regions import AU_CENTRE_RULES, MIRROR_68
 
@@ -23,8 +24,9 @@ __all__ = [
     "apply_points", "flip_maps", "sample_geometry",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)   # ME-GraphAU / torchvision ImageNet statistics
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# ME-GraphAU / torchvision ImageNet statistics; timm's constants, so the model's GreyStandardize undoes
+# exactly this normalisation
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 
 @dataclass(frozen=True)
