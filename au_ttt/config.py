@@ -12,6 +12,8 @@ nested dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -25,6 +27,10 @@ from au_ttt.errors import InputError
 T = TypeVar("T")
 
 __all__ = ["ConfigError", "describe_type", "from_dict", "load_section", "load_yaml", "to_dict"]
+
+# A float literal as YAML 1.2 and every user writes it. PyYAML follows YAML 1.1, whose float needs a dot,
+# so `lr: 2e-3` arrives as the *string* "2e-3"; float fields accept such strings (and nothing else).
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 class ConfigError(InputError):
@@ -108,7 +114,12 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
             return value
         fail()
     if tp is float:
+        if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+            value = float(value)
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{source}: key '{key}' has value {value!r}; allowed: a finite number "
+                                  "(NaN and infinity would silently break training)")
             return float(value)
         fail()
     if tp is str:
