@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: setup test lint bench demo dag lint-workflow mlflow-ui dvc-repro clean-results clean-venv help
+.PHONY: setup test test-slurm lint bench demo dag lint-workflow mlflow-ui dvc-repro clean-results clean-venv help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -58,3 +58,7 @@ bench: setup  ## speed/memory: AU-TTT ViT-S/16 vs timm ViT-S/16 (writes results/
 
 clean-venv:  ## remove the virtual environment
 	rm -rf $(VENV)
+
+test-slurm: setup  ## bring up a one-node Slurm (root; Debian packages) and run the tiny DAG through it vs locally
+	scripts/slurm-up.sh
+	$(BIN)/python -m pytest -m "slurm_full or not slurm_full" tests/test_slurm.py -v

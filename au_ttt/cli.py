@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -49,9 +50,37 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return int(args._run(args) or 0)
-    except (InputError, FileNotFoundError) as err:
+    except InputError as err:
         print(f"au-ttt {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the operating system refused: a one-line answer naming the path, not a traceback
+        print(f"au-ttt {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"au-ttt {args.command}: interrupted; outputs are written atomically, nothing half-written was left",
+              file=sys.stderr)
+        return 130
+
+
+_OS_FIXES = {
+    errno.ENOENT: "check the path (a typo, or a step that has not run yet?)",
+    errno.EACCES: "the folder is not writable/readable for this user: fix its permissions or choose another path",
+    errno.EPERM: "the folder is not writable/readable for this user: fix its permissions or choose another path",
+    errno.EROFS: "the file system is read-only: choose an output folder on a writable disk",
+    errno.ENOSPC: "the disk is full: free space or choose an output folder on another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free space or choose an output folder on another disk",
+    errno.EISDIR: "a folder is in the way of a file: remove it or choose another path",
+    errno.ENOTDIR: "a file is in the way of a folder: remove it or choose another path",
+    errno.EEXIST: "a file is in the way of a folder: remove it or choose another path",
+}
+
+
+def describe_os_error(err: OSError) -> str:
+    """``<path>: <what the OS said> — <what to do>`` for an OSError raised anywhere in a command."""
+    where = " → ".join(str(f) for f in (err.filename, err.filename2) if f) or "(no path given by the OS)"
+    what = err.strerror or str(err)
+    fix = _OS_FIXES.get(err.errno or -1, "see the message above")
+    return f"{where}: {what} — {fix}"
 
 
 if __name__ == "__main__":

@@ -27,3 +27,21 @@ def test_config_error_is_one_line_with_exit_code_2(tmp_path, capsys):
     assert main(["info", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "model.depht" in err and str(bad) in err and "Traceback" not in err
+
+
+def test_os_error_is_one_line_naming_the_path(tmp_path, capsys):
+    """A real OS refusal (an output folder below a file) ends as one line with the path and a fix, exit 2."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    assert main(["synth", "--out", str(blocker / "synth"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(blocker) in err and "in the way" in err
+
+
+@pytest.mark.parametrize(("code", "fix"), [(28, "disk is full"), (30, "read-only"), (13, "permissions")])
+def test_os_error_names_the_fix(code, fix):
+    from au_ttt.cli import describe_os_error
+
+    text = describe_os_error(OSError(code, "refused", "/data/out/crops"))
+    assert text.startswith("/data/out/crops: refused") and fix in text

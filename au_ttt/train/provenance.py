@@ -20,7 +20,7 @@ from typing import Any
 
 from au_ttt.errors import InputError
 
-__all__ = ["config_hash", "device_description", "flatten", "git_state", "manifest_hash", "run_tags"]
+__all__ = ["config_hash", "device_description", "flatten", "git_state", "manifest_hash", "run_tags", "source_digest"]
 
 # the repository the running au_ttt code comes from (editable install), not the caller's cwd
 _CODE_ROOT = Path(__file__).resolve().parents[2]
@@ -90,6 +90,22 @@ def manifest_hash(path: str | Path) -> str:
         rel = file.relative_to(path).as_posix()
         lines.append(f"{rel}\t{file.stat().st_size}\t{_file_digest(file)}")
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def source_digest(package: str | Path | None = None) -> str:
+    """SHA-256 of the au_ttt source: every ``*.py`` under the package, by relative path and content.
+
+    Unlike the git state it needs no checkout and ignores mtimes and ``__pycache__``: two trees with the
+    same digest run the same code. The DAG passes it to every rule as a param, so editing any module reruns
+    the jobs (a checkout that only touches timestamps reruns nothing).
+    """
+    root = Path(package) if package is not None else _CODE_ROOT / "au_ttt"
+    h = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        if "__pycache__" in file.parts:
+            continue
+        h.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def _git(*args: str, root: Path) -> str | None:

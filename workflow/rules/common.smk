@@ -11,7 +11,9 @@ validate(config, schema="../schemas/config.schema.yaml")
 import au_ttt  # noqa: E402  (the package must be installed: `make setup`)
 from au_ttt.config import ConfigError  # noqa: E402
 from au_ttt.fileio import atomic_write_text  # noqa: E402
+from au_ttt.resources import resolve_resources  # noqa: E402
 from au_ttt.settings import load_settings  # noqa: E402
+from au_ttt.train.provenance import source_digest  # noqa: E402
 
 REPO = Path(au_ttt.__file__).resolve().parents[1]  # the checkout the package is installed from (editable)
 WF = config["workflow"]
@@ -43,20 +45,35 @@ def _write_resolved_config() -> str:
 RESOLVED_CONFIG = _write_resolved_config()
 
 
-def _gpus_here() -> int:
-    """GPU jobs claim `gpu=1` only where GPUs exist, so a CPU-only machine runs jobs in parallel; on a
-    cluster the profile's `set-resources` requests GPUs explicitly (profiles/slurm)."""
-    from au_ttt.train.gpu_slots import discover_pool
+# Every rule's threads, memory, run time and GPUs: defaults in au_ttt/resources.py, overrides in
+# `workflow.resources` of the config. GPU requests live in the rules themselves (not in a profile's
+# set-resources, which a user's own --set-resources would silently replace).
+RES = resolve_resources(WF.get("resources"), f"{RESOLVED_CONFIG}: workflow.resources")
 
-    return 1 if discover_pool() else 0
+# Content digest of the whole au_ttt package: every rule takes it as a param, so editing any module reruns
+# the jobs (Snakemake does not see imported code; a mere checkout that touches mtimes reruns nothing).
+CODE = source_digest()
 
+# Cheap bookkeeping jobs run on the submit host under a cluster executor.
+localrules: all, data_products, pretrained_backbone, experiments, synthau, frame_index, pretrain_digits, tables
 
-GPU = _gpus_here()
 
 if FULL not in VARIANTS:
     raise ValueError(f"workflow.full_variant {FULL!r} is not one of the config's variants: {VARIANTS}")
+# Where the Table I/II backbone comes from: our own ImageNet pretraining job, a local timm ViT-S/16 file
+# (pretrain.source: timm_checkpoint, no pretraining job), or nothing (pretrain.source: none = from scratch).
+PRETRAIN_SOURCE = (config.get("pretrain") or {}).get("source", "imagenet")
+USE_PRETRAINED = bool(WF["pretrain"]) and PRETRAIN_SOURCE != "none"
+RUN_PRETRAIN = USE_PRETRAINED and PRETRAIN_SOURCE == "imagenet"
+if USE_PRETRAINED and PRETRAIN_SOURCE == "timm_checkpoint" and not (config.get("pretrain") or {}).get("checkpoint"):
+    raise ValueError("pretrain.source is 'timm_checkpoint' but pretrain.checkpoint is not set: give the path of a "
+                     "local timm vit_small_patch16_224 file (.safetensors or .pth)")
+
+if DATA_KIND == "synthau" and "synthau" not in WF:
+    raise ValueError("workflow.data is 'synthau' but the workflow.synthau section (root, seed, sizes) is missing; "
+                     "copy it from config/config.yaml")
 if DATA_KIND == "real":
-    for name in DATASETS + (["imagenet"] if WF["pretrain"] else []):
+    for name in DATASETS + (["imagenet"] if RUN_PRETRAIN else []):
         if not WF["roots"].get(name):
             raise ValueError(f"workflow.data is 'real' but workflow.roots.{name} is not set; point it at your "
                              f"licensed copy (see README 'Real data')")
@@ -82,23 +99,6 @@ def section_params(*sections) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def code(*patterns) -> list[str]:
-    """Package files whose edits change a job's result (Snakemake does not see imported code itself)."""
-    # relative to the working directory when the DAG runs in the checkout, absolute under `-d elsewhere`
-    base = REPO if Path.cwd().resolve() == REPO else None
-    files = sorted({str(p.relative_to(base) if base else p) for pat in patterns for p in REPO.glob(f"au_ttt/{pat}")})
-    if not files:
-        raise ValueError(f"no package files match {patterns}")
-    return files
-
-
-CODE_DATA = ["data/protocol.py", "data/bp4d.py", "data/disfa.py", "data/frame_index.py", "data/video.py"]
-CODE_FEATURES = ["data/landmarks.py", "data/landmark_files.py", "data/align.py", "data/heatmaps.py",
-                 "data/au_regions.py"]
-CODE_MODEL = ["model/*.py", "losses.py", "train/loop.py", "train/evaluate.py", "train/data.py",
-              "train/checkpoint.py", "data/dataset.py", "data/transforms.py", "data/heatmaps.py", "metrics.py"]
-
-
 def raw_root(dataset: str) -> str:
     if DATA_KIND == "synthau":
         return f"{WF['synthau']['root']}/{'BP4D' if dataset == 'bp4d' else 'DISFA'}"
@@ -119,7 +119,7 @@ def run_dir(dataset, init, variant, part) -> str:
 
 
 def table1_runs() -> list[str]:
-    init = "pretrained" if WF["pretrain"] else "scratch"
+    init = "pretrained" if USE_PRETRAINED else "scratch"
     return [run_dir(d, init, FULL, p) for d in DATASETS for p in PARTS]
 
 
@@ -136,7 +136,7 @@ def get_data_products() -> list[str]:
 
 
 def get_pretrain_products() -> list[str]:
-    return [f"{RESULTS}/pretrain/backbone.safetensors"] if WF["pretrain"] else []
+    return [f"{RESULTS}/pretrain/backbone.safetensors"] if RUN_PRETRAIN else []
 
 
 def get_experiment_products() -> list[str]:
@@ -172,32 +172,34 @@ def get_raw_root(wildcards) -> str:
 
 def get_index_inputs(wildcards) -> list[str]:
     frames = [f"{RESULTS}/data/disfa/frames"] if wildcards.dataset == "disfa" else []
-    return raw_marker() + frames + code(*CODE_DATA)
+    return raw_marker() + frames
 
 
-def get_frames_arg(wildcards) -> str:
-    return f"--frames {RESULTS}/data/disfa/frames" if wildcards.dataset == "disfa" else ""
+def get_frames_arg(wildcards) -> list[str]:
+    """Optional arguments are lists: `{params.x:q}` quotes each word and an empty list adds nothing."""
+    return ["--frames", f"{RESULTS}/data/disfa/frames"] if wildcards.dataset == "disfa" else []
 
 
 def get_image_root(wildcards) -> str:
     return image_root(wildcards.dataset)
 
 
-def get_pretrain_data() -> str:
+def get_pretrain_data(wildcards=None) -> str:
+    """Pretraining images (an input function: only evaluated when the pretrain job is part of the DAG)."""
     return f"{RESULTS}/pretrain/digits" if DATA_KIND == "synthau" else WF["roots"]["imagenet"]
 
 
 def get_train_inputs(wildcards) -> dict[str, list[str] | str]:
     d = data_dir(wildcards.dataset)
-    inputs = {"index": f"{d}/index.parquet", "crops": f"{d}/crops", "heatmaps": f"{d}/heatmaps",
-              "code": code(*CODE_MODEL)}
+    inputs = {"index": f"{d}/index.parquet", "crops": f"{d}/crops", "heatmaps": f"{d}/heatmaps"}
     if wildcards.init == "pretrained":
-        inputs["backbone"] = f"{RESULTS}/pretrain/backbone.safetensors"
+        inputs["backbone"] = (f"{RESULTS}/pretrain/backbone.safetensors" if PRETRAIN_SOURCE == "imagenet"
+                              else config["pretrain"]["checkpoint"])
     return inputs
 
 
-def get_pretrained_arg(wildcards, input) -> str:
-    return f"--pretrained {input.backbone}" if wildcards.init == "pretrained" else "--pretrained none"
+def get_pretrained_arg(wildcards, input) -> list[str]:
+    return ["--pretrained", input.backbone if wildcards.init == "pretrained" else "none"]
 
 
 def get_train_params(wildcards) -> str:
@@ -211,11 +213,15 @@ def get_parent_name(wildcards) -> str:
 
 
 def get_cross_inputs(wildcards) -> dict[str, str]:
-    init = "pretrained" if WF["pretrain"] else "scratch"
+    init = "pretrained" if USE_PRETRAINED else "scratch"
     d = data_dir(wildcards.target)
     return {"run": f"{run_dir(wildcards.source, init, FULL, WF['cross_domain_model_part'])}/metrics.json",
             "index": f"{d}/index.parquet", "crops": f"{d}/crops", "heatmaps": f"{d}/heatmaps"}
 
 
-def get_cross_part_arg(wildcards) -> str:
-    return "--target-part 1" if WF["cross_domain_test"] == "fgnet_part1" else ""
+def get_cross_part_arg(wildcards) -> list[str]:
+    return ["--target-part", "1"] if WF["cross_domain_test"] == "fgnet_part1" else []
+
+
+def get_run_dir(wildcards, input) -> str:
+    return str(Path(input.run).parent)

@@ -1,32 +1,37 @@
 # Raw data: SynthAU generation (embedded default) or the licensed roots → DISFA frames → frame index.
+# Every value pasted into a shell line is quoted (`:q`): dataset roots may hold spaces or shell syntax.
 
 
-rule synthau:
-    input:
-        code("data/synth/*.py"),
-    output:
-        manifest=f"{WF['synthau']['root']}/synthau.json",
-    log:
-        f"{RESULTS}/logs/synthau.log",
-    conda:
-        "../envs/au_ttt.yaml"
-    params:
-        root=get_synth_root,
-        seed=WF["synthau"]["seed"],
-        spp=WF["synthau"]["subjects_per_part"],
-        tasks=WF["synthau"]["bp4d_tasks"],
-        bp4d_frames=WF["synthau"]["bp4d_frames"],
-        disfa_frames=WF["synthau"]["disfa_frames"],
-    shell:
-        "au-ttt synth --out {params.root} --seed {params.seed} --subjects-per-part {params.spp} "
-        "--bp4d-tasks {params.tasks} --bp4d-frames {params.bp4d_frames} --disfa-frames {params.disfa_frames} "
-        "--overwrite --no-progress > {log} 2>&1"
+if DATA_KIND == "synthau":
+
+    rule synthau:
+        output:
+            manifest=f"{WF['synthau']['root']}/synthau.json",
+        log:
+            f"{RESULTS}/logs/synthau.log",
+        conda:
+            "../envs/au_ttt.yaml"
+        params:
+            code=CODE,
+            root=get_synth_root,
+            seed=WF["synthau"]["seed"],
+            spp=WF["synthau"]["subjects_per_part"],
+            tasks=WF["synthau"]["bp4d_tasks"],
+            bp4d_frames=WF["synthau"]["bp4d_frames"],
+            disfa_frames=WF["synthau"]["disfa_frames"],
+        threads: RES["synthau"].threads
+        resources:
+            mem_mb=RES["synthau"].mem_mb,
+            runtime=RES["synthau"].runtime,
+        shell:
+            "au-ttt synth --out {params.root:q} --seed {params.seed:q} --subjects-per-part {params.spp:q} "
+            "--bp4d-tasks {params.tasks:q} --bp4d-frames {params.bp4d_frames:q} "
+            "--disfa-frames {params.disfa_frames:q} --overwrite --no-progress > {log:q} 2>&1"
 
 
 rule disfa_frames:
     input:
         raw_marker,
-        code(*CODE_DATA),
     output:
         directory(f"{RESULTS}/data/disfa/frames"),
     log:
@@ -34,9 +39,14 @@ rule disfa_frames:
     conda:
         "../envs/au_ttt.yaml"
     params:
+        code=CODE,
         root=raw_root("disfa"),
+    threads: RES["disfa_frames"].threads
+    resources:
+        mem_mb=RES["disfa_frames"].mem_mb,
+        runtime=RES["disfa_frames"].runtime,
     shell:
-        "au-ttt data frames --root {params.root} --out {output} --force > {log} 2>&1"
+        "au-ttt data frames --root {params.root:q} --out {output:q} --force > {log:q} 2>&1"
 
 
 rule frame_index:
@@ -50,8 +60,13 @@ rule frame_index:
     conda:
         "../envs/au_ttt.yaml"
     params:
+        code=CODE,
         root=get_raw_root,
         frames=get_frames_arg,
+    threads: RES["frame_index"].threads
+    resources:
+        mem_mb=RES["frame_index"].mem_mb,
+        runtime=RES["frame_index"].runtime,
     shell:
-        "au-ttt data index --dataset {wildcards.dataset} --root {params.root} {params.frames} "
-        "--out {output.index} --no-progress > {log} 2>&1"
+        "au-ttt data index --dataset {wildcards.dataset:q} --root {params.root:q} {params.frames:q} "
+        "--out {output.index:q} --no-progress > {log:q} 2>&1"

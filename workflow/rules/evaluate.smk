@@ -12,14 +12,18 @@ rule cross_domain:
     conda:
         "../envs/au_ttt.yaml"
     params:
+        code=CODE,
         config=RESOLVED_CONFIG,
+        run=get_run_dir,
         out=f"{RESULTS}/cross/{{source}}_to_{{target}}",
         part=get_cross_part_arg,
         settings=section_params("heatmaps", "workflow.cross_domain_test"),
-    threads: 1
+    threads: RES["cross_domain"].threads
     resources:
-        gpu=GPU,
+        mem_mb=RES["cross_domain"].mem_mb,
+        runtime=RES["cross_domain"].runtime,
+        gpu=RES["cross_domain"].gpus,
     shell:
-        "OMP_NUM_THREADS={threads} au-ttt evaluate --config {params.config} --run $(dirname {input.run}) "
-        "--dataset {wildcards.target} --index {input.index} --crops {input.crops} --heatmaps {input.heatmaps} "
-        "{params.part} --out {params.out} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} au-ttt evaluate --config {params.config:q} --run {params.run:q} "
+        "--dataset {wildcards.target:q} --index {input.index:q} --crops {input.crops:q} "
+        "--heatmaps {input.heatmaps:q} {params.part:q} --out {params.out:q} > {log:q} 2>&1"

@@ -5,7 +5,6 @@ rule landmarks:
     input:
         index=f"{RESULTS}/data/{{dataset}}/index.parquet",
         raw=raw_marker,
-        code=code(*CODE_FEATURES),
     output:
         f"{RESULTS}/data/{{dataset}}/landmarks.npz",
     log:
@@ -13,21 +12,24 @@ rule landmarks:
     conda:
         "../envs/au_ttt.yaml"
     params:
+        code=CODE,
         config=RESOLVED_CONFIG,
         image_root=get_image_root,
         raw_root=get_raw_root,
         settings=section_params("landmarks"),
-    threads: 2
+    threads: RES["landmarks"].threads
+    resources:
+        mem_mb=RES["landmarks"].mem_mb,
+        runtime=RES["landmarks"].runtime,
     shell:
-        "au-ttt landmarks --config {params.config} --index {input.index} --root {params.image_root} "
-        "--dataset-root {params.raw_root} --out {output} --workers {threads} --no-progress > {log} 2>&1"
+        "au-ttt landmarks --config {params.config:q} --index {input.index:q} --root {params.image_root:q} "
+        "--dataset-root {params.raw_root:q} --out {output:q} --workers {threads} --no-progress > {log:q} 2>&1"
 
 
 rule crops:
     input:
         index=f"{RESULTS}/data/{{dataset}}/index.parquet",
         landmarks=f"{RESULTS}/data/{{dataset}}/landmarks.npz",
-        code=code(*CODE_FEATURES),
     output:
         store=directory(f"{RESULTS}/data/{{dataset}}/crops"),
     log:
@@ -35,19 +37,23 @@ rule crops:
     conda:
         "../envs/au_ttt.yaml"
     params:
+        code=CODE,
         config=RESOLVED_CONFIG,
         image_root=get_image_root,
         settings=section_params("crops"),
+    threads: RES["crops"].threads
+    resources:
+        mem_mb=RES["crops"].mem_mb,
+        runtime=RES["crops"].runtime,
     shell:
-        "au-ttt crops --config {params.config} --index {input.index} --root {params.image_root} "
-        "--landmarks {input.landmarks} --out {output.store} --no-progress > {log} 2>&1"
+        "au-ttt crops --config {params.config:q} --index {input.index:q} --root {params.image_root:q} "
+        "--landmarks {input.landmarks:q} --out {output.store:q} --no-progress > {log:q} 2>&1"
 
 
 rule heatmaps:
     input:
         index=f"{RESULTS}/data/{{dataset}}/index.parquet",
         crops=f"{RESULTS}/data/{{dataset}}/crops",
-        code=code(*CODE_FEATURES),
     output:
         cache=directory(f"{RESULTS}/data/{{dataset}}/heatmaps"),
     log:
@@ -55,8 +61,13 @@ rule heatmaps:
     conda:
         "../envs/au_ttt.yaml"
     params:
+        code=CODE,
         config=RESOLVED_CONFIG,
         settings=section_params("heatmaps"),
+    threads: RES["heatmaps"].threads
+    resources:
+        mem_mb=RES["heatmaps"].mem_mb,
+        runtime=RES["heatmaps"].runtime,
     shell:
-        "au-ttt heatmaps --config {params.config} --index {input.index} --crops {input.crops} "
-        "--out {output.cache} --no-progress > {log} 2>&1"
+        "au-ttt heatmaps --config {params.config:q} --index {input.index:q} --crops {input.crops:q} "
+        "--out {output.cache:q} --no-progress > {log:q} 2>&1"

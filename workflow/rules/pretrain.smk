@@ -10,15 +10,19 @@ rule pretrain_digits:
     conda:
         "../envs/au_ttt.yaml"
     params:
+        code=CODE,
         config=RESOLVED_CONFIG,
+    threads: RES["pretrain_digits"].threads
+    resources:
+        mem_mb=RES["pretrain_digits"].mem_mb,
+        runtime=RES["pretrain_digits"].runtime,
     shell:
-        "au-ttt pretrain --config {params.config} --make-digits {output} > {log} 2>&1"
+        "au-ttt pretrain --config {params.config:q} --make-digits {output:q} > {log:q} 2>&1"
 
 
 rule pretrain:
     input:
-        data=get_pretrain_data(),
-        code=code("model/*.py", "train/pretrain.py"),
+        data=get_pretrain_data,
     output:
         f"{RESULTS}/pretrain/backbone.safetensors",
     log:
@@ -26,12 +30,15 @@ rule pretrain:
     conda:
         "../envs/au_ttt.yaml"
     params:
+        code=CODE,
         config=RESOLVED_CONFIG,
         out=get_output_dir,
         settings=section_params("model", "pretrain"),
-    threads: 2
+    threads: RES["pretrain"].threads
     resources:
-        gpu=GPU,
+        mem_mb=RES["pretrain"].mem_mb,
+        runtime=RES["pretrain"].runtime,
+        gpu=RES["pretrain"].gpus,
     shell:
-        "OMP_NUM_THREADS={threads} au-ttt pretrain --config {params.config} --data-root {input.data} "
-        "--out {params.out} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} au-ttt pretrain --config {params.config:q} --data-root {input.data:q} "
+        "--out {params.out:q} > {log:q} 2>&1"

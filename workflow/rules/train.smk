@@ -13,16 +13,19 @@ rule train:
     conda:
         "../envs/au_ttt.yaml"
     params:
+        code=CODE,
         config=RESOLVED_CONFIG,
         out=f"{RESULTS}/runs/{{dataset}}/{{init}}/{{variant}}/test{{part}}",
         pretrained=get_pretrained_arg,
         parent=get_parent_name,
         settings=get_train_params,
-    threads: 1
+    threads: RES["train"].threads
     resources:
-        gpu=GPU,
+        mem_mb=RES["train"].mem_mb,
+        runtime=RES["train"].runtime,
+        gpu=RES["train"].gpus,
     shell:
-        "OMP_NUM_THREADS={threads} au-ttt train --config {params.config} --dataset {wildcards.dataset} "
-        "--test-part {wildcards.part} --variant {wildcards.variant} --index {input.index} --crops {input.crops} "
-        "--heatmaps {input.heatmaps} {params.pretrained} --out {params.out} --parent {params.parent} "
-        "--threads {threads} --resume --no-progress > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} au-ttt train --config {params.config:q} --dataset {wildcards.dataset:q} "
+        "--test-part {wildcards.part:q} --variant {wildcards.variant:q} --index {input.index:q} "
+        "--crops {input.crops:q} --heatmaps {input.heatmaps:q} {params.pretrained:q} --out {params.out:q} "
+        "--parent {params.parent:q} --threads {threads} --resume --no-progress > {log:q} 2>&1"
