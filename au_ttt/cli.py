@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "synth": "synth", "baseline": "baseline",
     "mlflow-ui": "mlflow_ui",
     "tables": "tables",
+    "plan": "plan",
 }
 
 

@@ -70,3 +70,32 @@ def write_corrupt_video(root: Path, subject: str, payload: bytes = b"RIFF\x00\x0
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(payload)
     return path
+
+
+def write_bp4d_replica(root: Path, subjects: Sequence[str] | None = None, tasks: Sequence[str] = ("T1",),
+                       frames: Sequence[int] = (10, 11)) -> list[Path]:
+    """A complete tiny BP4D copy: every published subject (default) × ``tasks`` × ``frames``, CSV + JPEG each.
+
+    Labels alternate 0/1 per frame and AU; returns the CSV paths.
+    """
+    from au_ttt.data.protocol import BP4D_PARTS
+
+    subjects = [s for p in BP4D_PARTS.values() for s in p] if subjects is None else subjects
+    paths = []
+    for subject in subjects:
+        for task in tasks:
+            labels = {au: [(i + au) % 2 for i in range(len(frames))] for au in BP4D_CSV_AUS}
+            paths.append(write_bp4d_csv(root, subject, task, frames, labels))
+            write_images(root / subject / task, frames)
+    return paths
+
+
+def write_disfa_replica(root: Path, subjects: Sequence[str] | None = None, n_frames: int = 3) -> None:
+    """A complete tiny DISFA copy: every published subject (default) with 8 AU label files of ``n_frames``
+    lines (intensities 0-5) and a left-camera video of ``n_frames`` frames."""
+    from au_ttt.data.protocol import DISFA_AUS, DISFA_PARTS
+
+    subjects = [s for p in DISFA_PARTS.values() for s in p] if subjects is None else subjects
+    for subject in subjects:
+        write_disfa_labels(root, subject, {au: [(t + au) % 6 for t in range(n_frames)] for au in DISFA_AUS})
+        write_disfa_video(root, subject, n_frames)

@@ -1,10 +1,13 @@
-"""Dataset preparation: decode DISFA videos to frames, and build the frame index with its folds.
+"""Dataset preparation: check a licensed copy, decode DISFA videos to frames, build the frame index and folds.
 
   au-ttt data frames --root DISFA_ROOT --out FRAMES_DIR
   au-ttt data index --dataset {bp4d,disfa} --root DIR [--frames DIR] --out index.parquet
+  au-ttt data check --dataset {bp4d,disfa} --root DIR [--frames DIR] [--full] [--sample N] [--out report.json]
 
 ``index`` writes the index, ``<name>.report.json`` (every exclusion counted) and ``folds.json`` (folds named
-by test part, with training occurrence rates and class weights) into the folder of ``--out``.
+by test part, with training occurrence rates and class weights) into the folder of ``--out``. ``check``
+compares a licensed copy with the published protocol before any compute (exit 0 = matches, 1 = mismatches;
+rules in :mod:`au_ttt.data.check`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import json
 import logging
 from pathlib import Path
 
-HELP = "prepare datasets: decode DISFA frames, build the frame index, report and folds"
+HELP = "prepare datasets: check a licensed copy, decode DISFA frames, build the frame index and folds"
 log = logging.getLogger(__name__)
+# Defaults of au_ttt.data.check, repeated so that building the parser imports no pandas (tests check they agree).
+CHECK_SAMPLE, CHECK_TOLERANCE = 5, 0.005
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,10 +46,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     index.add_argument("--allow-unknown-subjects", action="store_true",
                        help="exclude (and count) subjects outside the published parts instead of failing")
     index.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_check(sub)
+
+
+def _add_check(sub) -> None:
+    check = sub.add_parser(
+        "check", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="pre-flight: compare a licensed copy with the published protocol (exit 1 on a mismatch)",
+        description="Compare a BP4D or DISFA copy with the published protocol before hours of compute: subjects, "
+                    "sequences, labelled-frame counts, AU columns, label values, DISFA video frame counts, image "
+                    "readability. Prints one line per mismatch (ERROR or WARNING, code, where, what) and a "
+                    "summary; exit 0 when the copy matches (warnings allowed), 1 when there is an error, 2 on a "
+                    "usage error. Count differences within --tolerance are warnings, larger ones errors.")
+    check.add_argument("--dataset", choices=("bp4d", "disfa"), required=True)
+    check.add_argument("--root", type=Path, required=True,
+                       help="BP4D folder with AUCoding/AU_OCC/, or DISFA folder with ActionUnit_Labels/ and "
+                            "Videos_LeftCamera/")
+    check.add_argument("--frames", type=Path, default=None,
+                       help="BP4D: image root with {subject}/{task}/{frame}.jpg (default: --root); DISFA: the "
+                            "folder written by `au-ttt data frames` (optional: checks the decoded frames too)")
+    check.add_argument("--expect", choices=("published", "structure"), default="published",
+                       help="published: also compare absolute counts (BP4D tasks T1-T8 and frames per part, "
+                            "DISFA 4,845 lines per subject); structure: only structural facts (format replicas, "
+                            "SynthAU)")
+    check.add_argument("--subjects", nargs="+", default=None,
+                       help="check only these published subjects (default: all must be present; BP4D frame "
+                            "counts per part are then not compared)")
+    check.add_argument("--full", action="store_true",
+                       help="decode every image and every DISFA video frame (default: a sample)")
+    check.add_argument("--sample", type=int, default=CHECK_SAMPLE,
+                       help="images decoded per sequence, evenly spaced, always the same ones")
+    check.add_argument("--tolerance", type=float, default=CHECK_TOLERANCE,
+                       help="relative count difference reported as a warning rather than an error")
+    check.add_argument("--max-lines", type=int, default=20, help="lines printed per kind of mismatch")
+    check.add_argument("--out", type=Path, default=None, help="also write the full report as JSON here")
+    check.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.data_command == "check":
+        return _check(args)
     return _frames(args) if args.data_command == "frames" else _index(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from au_ttt.data.check import check_dataset
+    from au_ttt.fileio import atomic_write_json
+
+    report = check_dataset(args.dataset, args.root, args.frames, expect=args.expect, sample=args.sample,
+                           full=args.full, tolerance=args.tolerance, subjects=args.subjects,
+                           progress=not args.no_progress)
+    for line in report.lines(per_code=max(args.max_lines, 1)):
+        print(line)
+    print(report.summary())
+    if args.out is not None:
+        atomic_write_json(args.out, report.to_dict())
+        print(f"report: {args.out}")
+    return 0 if report.ok else 1
 
 
 def _frames(args: argparse.Namespace) -> int:

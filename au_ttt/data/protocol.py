@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Literal
 
 __all__ = [
-    "AUS", "BP4D_AUS", "BP4D_PARTS", "CROSS_DOMAIN_AUS", "DATASETS", "DISFA_AUS", "DISFA_OCCURRENCE_THRESHOLD",
-    "DISFA_PARTS", "FGNET_FOLD_TEST_PART", "MEGRAPHAU_FOLD_TEST_PART", "PARTS", "Dataset", "au_columns",
-    "cross_domain_indices", "part_of_subject", "train_parts",
+    "AUS", "BP4D_AUS", "BP4D_FRAME_SIZE", "BP4D_PARTS", "BP4D_PART_FRAMES", "BP4D_TASKS", "CROSS_DOMAIN_AUS",
+    "DATASETS", "DISFA_AUS", "DISFA_FRAMES_PER_VIDEO", "DISFA_FRAME_SIZE", "DISFA_OCCURRENCE_THRESHOLD",
+    "DISFA_PARTS", "DISFA_PART_FRAMES", "DISFA_SHORT_VIDEOS", "FGNET_FOLD_TEST_PART", "MEGRAPHAU_FOLD_TEST_PART",
+    "PARTS", "PART_FRAMES", "Dataset", "au_columns", "cross_domain_indices", "disfa_label_lines",
+    "part_of_subject", "published_frames", "train_parts",
 ]
 
 Dataset = Literal["bp4d", "disfa"]
@@ -44,6 +46,24 @@ DISFA_PARTS: dict[int, tuple[str, ...]] = {
 }
 PARTS: dict[str, dict[int, tuple[str, ...]]] = {"bp4d": BP4D_PARTS, "disfa": DISFA_PARTS}
 
+# Labelled frames of the published protocol, per part. BP4D: every data row of the AU_OCC CSVs of the
+# part's subjects × tasks T1–T8 (ME-GraphAU tool/BP4D_image_label_process.py reads all of them; line counts
+# of ME-GraphAU data/BP4D/list/BP4D_test_img_path_fold{1,2,3}.txt). DISFA: one frame per line of each
+# subject's SN###_au1.txt (ME-GraphAU tool/DISFA_image_label_process.py; data/DISFA/list/…fold*.txt):
+# 4,845 per video, SN010 4,844. Totals 146,847 and 130,814.
+BP4D_TASKS: tuple[str, ...] = ("T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8")
+BP4D_PART_FRAMES: dict[int, int] = {1: 50_631, 2: 50_182, 3: 46_034}
+DISFA_FRAMES_PER_VIDEO = 4_845
+DISFA_SHORT_VIDEOS: dict[str, int] = {"SN010": 4_844}
+DISFA_PART_FRAMES: dict[int, int] = {1: 43_604, 2: 43_605, 3: 43_605}
+PART_FRAMES: dict[str, dict[int, int]] = {"bp4d": BP4D_PART_FRAMES, "disfa": DISFA_PART_FRAMES}
+
+# Raw frame size (width, height): a BP4D frame is a 1040×1392 portrait JPEG, a DISFA left-camera frame
+# 1024×768 (measured on the sample frames PyTorch-JAANet ships: dataset/BP4D/F001/T1/2440.jpg,
+# dataset/DISFA/SN002/0.jpg).
+BP4D_FRAME_SIZE: tuple[int, int] = (1040, 1392)
+DISFA_FRAME_SIZE: tuple[int, int] = (1024, 768)
+
 # Published fold numberings → the part each fold tests on (protocol.md §1.3). We name folds by test part.
 MEGRAPHAU_FOLD_TEST_PART: dict[int, int] = {1: 3, 2: 2, 3: 1}   # ME-GraphAU / MDHR / JAA-Net "combine_1_2"
 FGNET_FOLD_TEST_PART: dict[int, int] = {0: 1, 1: 2, 2: 3}       # FG-Net labels/{0,1,2}/test.csv
@@ -74,6 +94,16 @@ def cross_domain_indices(dataset: str) -> list[int]:
     """Output indices of the cross-domain AUs in a dataset's AU order (BP4D [0,1,2,3,6]; DISFA [0,1,2,3,5])."""
     aus = AUS[_check_dataset(dataset)]
     return [aus.index(au) for au in CROSS_DOMAIN_AUS]
+
+
+def published_frames(dataset: str) -> int:
+    """All labelled frames of the published protocol (BP4D 146,847; DISFA 130,814)."""
+    return sum(PART_FRAMES[_check_dataset(dataset)].values())
+
+
+def disfa_label_lines(subject: str) -> int:
+    """Label lines (= labelled frames) of one DISFA subject in the published lists."""
+    return DISFA_SHORT_VIDEOS.get(subject, DISFA_FRAMES_PER_VIDEO)
 
 
 def _check_dataset(dataset: str) -> str:

@@ -1,0 +1,338 @@
+"""The cost plan: the work of every DAG stage for a config, and its hours on given resources.
+
+``estimate(config, resources)`` is a pure function of the merged config dict (the one Snakemake holds) and
+the resources, so the DAG can print the plan when it starts and docs can reuse it; it imports no torch.
+
+Work per stage comes from the config: SynthAU sizes from ``workflow.synthau``, real data from the published
+protocol counts (:mod:`au_ttt.data.protocol`: 146,847 BP4D and 130,814 DISFA frames), ImageNet-1K from
+:mod:`au_ttt.planning.rates`. Hours follow one rule for every stage:
+
+    job seconds = items of the job × seconds per item (+ job start-up)
+    wall        = max(Σ job seconds / parallel slots, longest job)      device-hours = Σ job seconds / 3600
+
+Slots: CPU stages run one job per core (cores × nodes; sharded stages have one job per shard of
+``SHARD_SUBJECTS`` subjects); training and cross-domain jobs take one GPU each (GPUs × nodes); pretraining
+is one DDP job on the GPUs of one node with linear scaling. Without GPUs, GPU stages run on CPU threads
+(``train.threads`` per job, 0 = a whole node), linear in threads — optimistic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from au_ttt.config import ConfigError
+from au_ttt.data.protocol import (
+    BP4D_FRAME_SIZE,
+    BP4D_TASKS,
+    DISFA_FRAME_SIZE,
+    PART_FRAMES,
+    PARTS,
+    disfa_label_lines,
+)
+from au_ttt.errors import InputError
+from au_ttt.planning.rates import IMAGENET_TRAIN_IMAGES, IMAGENET_VAL_IMAGES, Geometry, RateBook
+
+__all__ = ["SHARD_SUBJECTS", "DatasetSize", "Resources", "StageEstimate", "data_sizes", "estimate",
+           "pretraining_gpu_days"]
+
+# Subjects per preprocessing shard: the config key and its default (per subject, issue 10 item 1).
+SHARD_SUBJECTS = ("workflow.shard_subjects", 1)
+# SynthAU frame sizes (width, height): au_ttt.data.synth.render.DOMAINS (a test keeps them equal).
+SYNTHAU_FRAME_SIZE = {"bp4d": (240, 320), "disfa": (256, 192)}
+# sklearn's digits (1,797 images), 20 % held out: au_ttt.train.pretrain.write_digits_imagefolder.
+DIGITS_TRAIN, DIGITS_VAL = 1438, 359
+CHECK_SAMPLE = 5  # images `au-ttt data check` decodes per sequence by default
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per node: CPU cores and GPUs; nodes: how many such machines (Slurm) the jobs spread over."""
+
+    cores: int = 1
+    gpus: int = 0
+    nodes: int = 1
+
+    def __post_init__(self) -> None:
+        for name, low in (("cores", 1), ("gpus", 0), ("nodes", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InputError(f"--{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class StageEstimate:
+    """One DAG stage: its work, the cost per item it assumes (and where that comes from), and its hours."""
+
+    stage: str
+    jobs: int
+    work: str
+    items: float
+    unit: str
+    device: str           # "cpu" (per core) or "gpu" (per GPU); "-" when nothing runs
+    per_item_s: float     # seconds per item on one core / one GPU
+    source: str
+    slots: int            # jobs (or, for one multi-GPU job, GPUs) working at once
+    wall_h: float
+    device_h: float       # core-hours or GPU-hours
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetSize:
+    """Frames per subject (in published part order), the part of each subject, and the frame size."""
+
+    name: str
+    frames: dict[str, float]
+    part: dict[str, int]
+    pixels: int
+    sequences: int
+
+    def total(self, parts: tuple[int, ...] = (1, 2, 3)) -> float:
+        return sum(n for s, n in self.frames.items() if self.part[s] in parts)
+
+
+# ----------------------------------------------------------------------------------- reading the config
+def _get(cfg: Mapping, key: str, kind: type | tuple, source: str, default: Any = _MISSING, *,
+         minimum: float | None = None, choices: tuple | None = None) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is _MISSING:
+                raise ConfigError(f"{source}: required key '{key}' is missing")
+            return default
+        node = node[part]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok = isinstance(node, kinds) and (bool in kinds or not isinstance(node, bool))  # True is not an int here
+    if not ok or (choices is not None and node not in choices) or (minimum is not None and node < minimum):
+        allowed = f"one of {', '.join(map(repr, choices))}" if choices else getattr(kind, "__name__", str(kind))
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ConfigError(f"{source}: key '{key}' has value {node!r}; allowed: {allowed}{bound}")
+    return node
+
+
+def _datasets(cfg: Mapping, source: str) -> list[str]:
+    datasets = _get(cfg, "workflow.datasets", list, source)
+    if not datasets or any(d not in PARTS for d in datasets):
+        raise ConfigError(f"{source}: key 'workflow.datasets' has {datasets!r}; allowed: a list of bp4d, disfa")
+    return datasets
+
+
+def data_sizes(cfg: Mapping, source: str = "<config>") -> dict[str, DatasetSize]:
+    """Frames per subject of each dataset the DAG prepares (``workflow.datasets`` and the ablation dataset):
+    SynthAU's generated sizes or the published counts."""
+    kind = _get(cfg, "workflow.data", str, source, choices=("synthau", "real"))
+    datasets = _datasets(cfg, source)
+    ablation = _get(cfg, "workflow.ablation_dataset", str, source, choices=tuple(PARTS))
+    out = {}
+    for name in datasets + [d for d in (ablation,) if d not in datasets]:
+        parts = PARTS[name]
+        if kind == "real":
+            size = BP4D_FRAME_SIZE if name == "bp4d" else DISFA_FRAME_SIZE
+            frames = {s: (PART_FRAMES[name][p] / len(subs) if name == "bp4d" else disfa_label_lines(s))
+                      for p, subs in parts.items() for s in subs}
+            sequences = len(BP4D_TASKS) if name == "bp4d" else 1
+        else:
+            spp = _get(cfg, "workflow.synthau.subjects_per_part", int, source, minimum=1)
+            tasks = _get(cfg, "workflow.synthau.bp4d_tasks", int, source, minimum=1)
+            per = (_get(cfg, "workflow.synthau.bp4d_frames", int, source, minimum=1) * tasks if name == "bp4d"
+                   else _get(cfg, "workflow.synthau.disfa_frames", int, source, minimum=1))
+            frames = {s: float(per) for p, subs in parts.items() for s in subs[:spp]}
+            size, sequences = SYNTHAU_FRAME_SIZE[name], (tasks if name == "bp4d" else 1)
+        part = {s: p for p, subs in parts.items() for s in subs}
+        out[name] = DatasetSize(name, frames, part, size[0] * size[1], sequences)
+    return out
+
+
+def _geometry(cfg: Mapping, source: str) -> Geometry:
+    """The model's cost-relevant sizes (defaults: ViT-S/16 at 224 px, as ModelConfig's)."""
+    return Geometry(*(_get(cfg, f"model.{k}", int, source, d, minimum=1) for k, d in
+                      (("img_size", 224), ("patch_size", 16), ("embed_dim", 384), ("depth", 12))))
+
+
+# ------------------------------------------------------------------------------------------ the stages
+def _stage(stage: str, seconds: list[float], slots: int, device: str, work: str, items: float, unit: str,
+           per_item: float, source: str, note: str = "", workers_per_job: int = 1) -> StageEstimate:
+    """The module's rule: wall = max(Σ job seconds / slots, longest job); device-hours = Σ × workers per job."""
+    if not seconds:
+        return StageEstimate(stage, 0, work, 0.0, unit, "-", 0.0, source, 0, 0.0, 0.0, note)
+    slots = max(1, min(slots, len(seconds)))
+    wall = max(sum(seconds) / slots, max(seconds))
+    return StageEstimate(stage, len(seconds), work, float(items), unit, device, per_item, source,
+                         slots * workers_per_job, wall / 3600, sum(seconds) * workers_per_job / 3600, note)
+
+
+def _shards(size: DatasetSize, per_shard: int) -> list[float]:
+    subjects = list(size.frames)
+    return [sum(size.frames[s] for s in subjects[i:i + per_shard]) for i in range(0, len(subjects), per_shard)]
+
+
+def _fmt(n: float) -> str:
+    return f"{n:,.0f}" if n >= 100 or n == int(n) else f"{n:,.1f}"
+
+
+def _cpu_stage(stage: str, jobs: list[tuple[float, float]], startup: float, slots: int, work: str, unit: str,
+               source: str, note: str = "") -> StageEstimate:
+    """A CPU stage from (items, seconds per item) per job; per item reported as the items' mean."""
+    items = sum(n for n, _ in jobs)
+    seconds = [n * per + startup for n, per in jobs]
+    mean = sum(n * per for n, per in jobs) / items if items else 0.0
+    return _stage(stage, seconds, slots, "cpu", work, items, unit, mean, source, note)
+
+
+def _scaled_source(rates: RateBook, key: str) -> str:
+    rate = rates.stages[key]
+    return rate.source + ("; scaled to each dataset's frame size (cost ∝ pixels)" if rate.pixels else "")
+
+
+def _preprocessing(cfg: Mapping, sizes: dict[str, DatasetSize], res: Resources, rates: RateBook,
+                   source: str) -> list[StageEstimate]:
+    startup = rates.stage("job_startup")[0]
+    cores = res.cores * res.nodes
+    names = " + ".join(f"{_fmt(s.total())} {n.upper()}" for n, s in sizes.items())
+    out = []
+    if cfg["workflow"]["data"] == "real":
+        jobs = [(s.sequences * len(s.frames) * CHECK_SAMPLE, rates.stage("data_check", s.pixels)[0])
+                for s in sizes.values()]
+        out.append(_cpu_stage("data check", jobs, startup, cores, f"{_fmt(sum(n for n, _ in jobs))} sampled "
+                              f"images ({CHECK_SAMPLE} per sequence) + label files", "images",
+                              _scaled_source(rates, "data_check")))
+    else:
+        per, src = rates.stage("synthau")
+        out.append(_cpu_stage("SynthAU", [(sum(s.total() for s in sizes.values()), per)], startup, 1,
+                              f"{names} frames", "frames", src))
+    if "disfa" in sizes:
+        d = sizes["disfa"]
+        per, src = rates.stage("disfa_frames", d.pixels)
+        out.append(_cpu_stage("DISFA frames", [(n, per) for n in d.frames.values()], startup, cores,
+                              f"{_fmt(d.total())} frames, one job per video", "frames", src))
+    per, src = rates.stage("index")
+    out.append(_cpu_stage("frame index", [(s.total(), per) for s in sizes.values()], startup, cores,
+                          f"{names} frames, one job per dataset", "frames", src))
+    per_shard = _get(cfg, SHARD_SUBJECTS[0], int, source, SHARD_SUBJECTS[1], minimum=1)
+    backend = _get(cfg, "landmarks.backend", str, source, "dlib", choices=("dlib", "face_alignment", "provided"))
+    upsample = _get(cfg, "landmarks.dlib_upsample", int, source, 1, minimum=0)
+    for stage, key in (("landmarks", f"landmarks.{backend}"), ("crops", "crops"), ("heatmaps", "heatmaps")):
+        jobs = []
+        for s in sizes.values():
+            pixels = s.pixels * (4 ** upsample if key == "landmarks.dlib" else 1)  # HOG upsampling ×2 per side
+            jobs += [(n, rates.stage(key, pixels)[0]) for n in _shards(s, per_shard)]
+        src = _scaled_source(rates, key)
+        note = (f"backend {backend}" + (f", upsample {upsample}" if backend == "dlib" else "")
+                if stage == "landmarks" else "")
+        plural = "s" if per_shard > 1 else ""
+        out.append(_cpu_stage(stage, jobs, startup, cores, f"{names} frames, {len(jobs)} shards of {per_shard} "
+                              f"subject{plural}", "frames", src, note))
+    return out
+
+
+def _model_device(res: Resources, threads: int) -> tuple[str, int, int]:
+    """(device, slots, threads per job): one GPU per job, else CPU jobs of ``threads`` threads."""
+    if res.gpus:
+        return "gpu", res.gpus * res.nodes, 1
+    t = min(threads or res.cores, res.cores)
+    return "cpu", res.nodes * max(1, res.cores // t), t
+
+
+def _pretrain(cfg: Mapping, geometry: Geometry, res: Resources, rates: RateBook, source: str) -> StageEstimate:
+    enabled = _get(cfg, "workflow.pretrain", bool, source, True)
+    how = _get(cfg, "pretrain.source", str, source, "imagenet", choices=("imagenet", "timm_checkpoint", "none"))
+    if not enabled or how != "imagenet":
+        why = "workflow.pretrain: false" if not enabled else f"pretrain.source: {how}"
+        extra = ": AU-TTT starts from a timm ViT-S/16 file" if enabled and how == "timm_checkpoint" else ""
+        return _stage("pretraining", [], 0, "-", f"none ({why})", 0.0, "images", 0.0, "", f"0 GPU-hours{extra}")
+    epochs = _get(cfg, "pretrain.epochs", int, source, 300, minimum=1)
+    steps = _get(cfg, "pretrain.max_steps", int, source, 0, minimum=0)
+    batch = _get(cfg, "pretrain.batch_size", int, source, 1024, minimum=1)
+    real = cfg["workflow"]["data"] == "real"
+    train_n, val_n, what = ((IMAGENET_TRAIN_IMAGES, IMAGENET_VAL_IMAGES, "ImageNet-1K") if real
+                            else (DIGITS_TRAIN, DIGITS_VAL, "digits"))
+    images = steps * batch if steps else epochs * train_n
+    work = (f"{steps:,} steps x {batch} images" if steps else f"{epochs} epochs x {train_n:,} {what} images") \
+        + f" + {val_n:,} validation images"
+    device, workers = ("gpu", res.gpus) if res.gpus else ("cpu", res.cores)
+    train_rate, src = rates.model(geometry, device, "train")
+    eval_rate = rates.model(geometry, device, "eval")[0]
+    seconds = (images / train_rate + val_n / eval_rate) / workers + rates.stage("job_startup")[0]
+    unit = "GPU" if device == "gpu" else "core"
+    note = (f"one job on the {workers} {unit}{'s' if workers > 1 else ''} of one node"
+            + (" (DDP)" if device == "gpu" and workers > 1 else "") + ", linear scaling assumed")
+    return _stage("pretraining", [seconds], 1, device, work, images + val_n, "images", 1 / train_rate, src, note,
+                  workers_per_job=workers)
+
+
+def _runs(cfg: Mapping, sizes: dict[str, DatasetSize], source: str) -> list[tuple[str, int, str]]:
+    """(dataset, test part, run) of every training job, deduplicated like the DAG's run folders."""
+    parts = _get(cfg, "workflow.test_parts", list, source)
+    if not parts or any(p not in (1, 2, 3) for p in parts):
+        raise ConfigError(f"{source}: key 'workflow.test_parts' has {parts!r}; allowed: a list of 1, 2, 3")
+    variants = _get(cfg, "variants", Mapping, source)
+    if not variants:
+        raise ConfigError(f"{source}: 'variants' is empty; define at least the full model (Table III rows)")
+    full = _get(cfg, "workflow.full_variant", str, source, choices=tuple(variants))
+    ablation = cfg["workflow"]["ablation_dataset"]  # checked by data_sizes
+    init = "pretrained" if _get(cfg, "workflow.pretrain", bool, source, True) else "scratch"
+    runs = {(d, p, f"{d}/{init}/{full}") for d in _datasets(cfg, source) for p in parts}
+    runs |= {(ablation, p, f"{ablation}/scratch/{v}") for v in variants for p in parts}
+    return sorted(runs)
+
+
+def _training(cfg: Mapping, sizes: dict[str, DatasetSize], geometry: Geometry, res: Resources, rates: RateBook,
+              source: str) -> list[StageEstimate]:
+    epochs = _get(cfg, "train.epochs", int, source, minimum=1)
+    every = _get(cfg, "train.eval_every", int, source, 1, minimum=1)
+    threads = _get(cfg, "train.threads", int, source, 0, minimum=0)
+    evals = epochs // every + (epochs % every > 0) + 1  # scheduled evaluations + the final one
+    device, slots, t = _model_device(res, threads)
+    train_rate, src = rates.model(geometry, device, "train")
+    eval_rate, src_eval = rates.model(geometry, device, "eval")
+    startup = rates.stage("job_startup")[0]
+    runs = _runs(cfg, sizes, source)
+    seconds, images = [], 0.0
+    for dataset, part, _ in runs:
+        test = sizes[dataset].total((part,))
+        train = sizes[dataset].total() - test
+        seconds.append((epochs * train / train_rate + evals * test / eval_rate) / t + startup)
+        images += epochs * train + evals * test
+    unit = "GPU" if device == "gpu" else f"{t}-thread CPU job"
+    train_est = _stage("training", seconds, slots, device, f"{len(runs)} runs x ({epochs} epochs of the training "
+                       f"parts + {evals} evaluations of the test part)", images, "images", 1 / train_rate, src,
+                       f"one {unit} per run; every variant costed as the full model", workers_per_job=t)
+    mode = _get(cfg, "workflow.cross_domain_test", str, source, "entire", choices=("entire", "fgnet_part1"))
+    datasets = _datasets(cfg, source)
+    targets = [d for s in datasets for d in datasets if s != d]
+    frames = [sizes[d].total((1,) if mode == "fgnet_part1" else (1, 2, 3)) for d in targets]
+    what = "target part 1" if mode == "fgnet_part1" else "whole target"
+    cross_est = _stage("cross-domain evaluation", [n / eval_rate / t + startup for n in frames], slots, device,
+                       f"{len(targets)} directions x the {what} ({' + '.join(_fmt(n) for n in frames) or '0'} "
+                       "frames)", sum(frames), "images", 1 / eval_rate, src_eval, workers_per_job=t)
+    return [train_est, cross_est]
+
+
+def estimate(config: Mapping, resources: Resources, rates: RateBook | None = None,
+             source: str = "<config>") -> list[StageEstimate]:
+    """Every stage of the DAG for ``config`` (the merged config dict) on ``resources``, in DAG order."""
+    if not isinstance(resources, Resources):
+        raise InputError(f"resources must be a Resources(cores, gpus, nodes), got {resources!r}")
+    rates = rates or RateBook()
+    sizes = data_sizes(config, source)
+    geometry = _geometry(config, source)
+    out = _preprocessing(config, sizes, resources, rates, source)
+    out.append(_pretrain(config, geometry, resources, rates, source))
+    out += _training(config, sizes, geometry, resources, rates, source)
+    per, src = rates.stage("tables")
+    out.append(_stage("tables", [per], 1, "cpu", "Tables I-III, Figure 1, REPORT.md", 1, "jobs", per, src))
+    return out
+
+
+def pretraining_gpu_days(config: Mapping, rates: RateBook | None = None, source: str = "<config>") -> float:
+    """GPU-days of ImageNet-1K pretraining of the config's model (pretrain.epochs × 1.28 M images + validation),
+    at the GPU rates of ``rates``, whatever the data and resources of the config."""
+    rates = rates or RateBook()
+    geometry = _geometry(config, source)
+    epochs = _get(config, "pretrain.epochs", int, source, 300, minimum=1)
+    train = rates.model(geometry, "gpu", "train")[0]
+    val = rates.model(geometry, "gpu", "eval")[0]
+    return (epochs * IMAGENET_TRAIN_IMAGES / train + IMAGENET_VAL_IMAGES / val) / 86400

@@ -1,0 +1,284 @@
+"""`au-ttt plan`: hand-computed estimates on a small config, every stage of the paper config, clear errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from au_ttt.cli import main
+from au_ttt.config import ConfigError
+from au_ttt.errors import InputError
+from au_ttt.planning import RateBook, Resources, estimate, pretraining_gpu_days
+from au_ttt.planning import stages as stages
+from au_ttt.planning.rates import (
+    DEFAULT_RATES,
+    IMAGENET_TRAIN_IMAGES,
+    IMAGENET_VAL_IMAGES,
+    TIMM_VIT_S16_GPU,
+    VIT_S16,
+    Geometry,
+    ModelRate,
+    Rate,
+    load_bench,
+    load_timings,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = Geometry(64, 16, 64, 2)
+H = 3600.0
+
+
+def _config(**workflow) -> dict:
+    """Tiny SynthAU config: 3 subjects per dataset, BP4D 10 and DISFA 20 frames per subject, one variant."""
+    wf = {"data": "synthau", "datasets": ["bp4d", "disfa"], "test_parts": [1, 2, 3], "full_variant": "full",
+          "ablation_dataset": "bp4d", "pretrain": False, "cross_domain_test": "entire", "results": "results",
+          "synthau": {"root": "data/synthau", "seed": 0, "subjects_per_part": 1, "bp4d_tasks": 2, "bp4d_frames": 5,
+                      "disfa_frames": 20}}
+    wf.update(workflow)
+    return {"workflow": wf, "variants": {"full": {}},
+            "model": {"img_size": 64, "patch_size": 16, "embed_dim": 64, "depth": 2},
+            "train": {"epochs": 2, "eval_every": 1, "threads": 1}, "landmarks": {"backend": "provided"},
+            "pretrain": {"epochs": 3, "max_steps": 0, "batch_size": 8}}
+
+
+def _rates() -> RateBook:
+    """Round numbers: no job start-up, 0.01 s per SynthAU frame, 0.002 s per decoded frame, ..."""
+    stages = {k: Rate(0.0, "test") for k in DEFAULT_RATES}
+    stages.update(synthau=Rate(0.01, "t"), disfa_frames=Rate(0.002, "t"), index=Rate(0.001, "t"),
+                  crops=Rate(0.004, "t", pixels=240 * 320), tables=Rate(30.0, "t"))
+    stages["landmarks.provided"] = Rate(0.001, "t")
+    models = [ModelRate(SMALL, "cpu", "train", 100.0, "t"), ModelRate(SMALL, "cpu", "eval", 200.0, "t"),
+              ModelRate(SMALL, "gpu", "train", 1000.0, "t"), ModelRate(SMALL, "gpu", "eval", 2000.0, "t")]
+    return RateBook(stages, models)
+
+
+def _by_stage(estimates) -> dict:
+    return {e.stage: e for e in estimates}
+
+
+def test_hand_computed_small_config_on_two_cores():
+    plan = _by_stage(estimate(_config(), Resources(cores=2), _rates()))
+    # BP4D 3 subjects x 2 tasks x 5 frames = 30 frames (10 per subject); DISFA 3 x 20 = 60
+    assert plan["SynthAU"].jobs == 1 and plan["SynthAU"].wall_h * H == pytest.approx(90 * 0.01)
+    # 3 videos of 20 frames at 0.002 s on 2 cores: max(0.12 / 2, 0.04)
+    assert plan["DISFA frames"].jobs == 3 and plan["DISFA frames"].wall_h * H == pytest.approx(0.06)
+    assert plan["DISFA frames"].device_h * H == pytest.approx(0.12)
+    # index: one job per dataset, 30 and 60 frames: max(0.09 / 2, 0.06)
+    assert plan["frame index"].wall_h * H == pytest.approx(0.06)
+    # landmarks: 6 one-subject shards (10,10,10,20,20,20 frames) at 0.001 s: max(0.09 / 2, 0.02)
+    assert plan["landmarks"].jobs == 6 and plan["landmarks"].wall_h * H == pytest.approx(0.045)
+    # crops measured at SynthAU's BP4D frame size (240x320): DISFA frames (256x192) cost 0.004 x 0.64
+    assert plan["crops"].device_h * H == pytest.approx(30 * 0.004 + 60 * 0.004 * (256 * 192) / (240 * 320))
+    assert plan["pretraining"].jobs == 0 and plan["pretraining"].wall_h == 0  # workflow.pretrain: false
+    # 6 runs (Table III's only variant is Table I's full model from scratch on BP4D: deduplicated).
+    # BP4D run: 2 epochs x 20 train / 100 + 3 evaluations x 10 test / 200 = 0.55 s; DISFA: 0.8 + 0.3 = 1.1 s
+    train = plan["training"]
+    assert train.jobs == 6 and train.slots == 2
+    assert train.device_h * H == pytest.approx(3 * 0.55 + 3 * 1.1)
+    assert train.wall_h * H == pytest.approx(max(4.95 / 2, 1.1))
+    # cross-domain: whole target, 60 DISFA and 30 BP4D frames at 200 img/s
+    assert plan["cross-domain evaluation"].device_h * H == pytest.approx((60 + 30) / 200)
+    assert plan["tables"].wall_h * H == pytest.approx(30)
+
+
+def test_hand_computed_gpus_nodes_threads_and_pretraining():
+    cfg = _config(pretrain=True)
+    plan = _by_stage(estimate(cfg, Resources(cores=4, gpus=4, nodes=2), _rates()))
+    train = plan["training"]  # 9 runs now: Table I from the pretrained backbone, Table III from scratch
+    assert train.jobs == 9 and train.device == "gpu" and train.slots == 8
+    bp4d, disfa = 2 * 20 / 1000 + 3 * 10 / 2000, 2 * 40 / 1000 + 3 * 20 / 2000
+    assert train.device_h * H == pytest.approx(6 * bp4d + 3 * disfa)
+    assert train.wall_h * H == pytest.approx(max((6 * bp4d + 3 * disfa) / 8, disfa))
+    # digits pretraining: one job on the 4 GPUs of one node (not 8: DDP stays on one node)
+    pre = plan["pretraining"]
+    seconds = (3 * 1438 / 1000 + 359 / 2000) / 4
+    assert pre.jobs == 1 and pre.slots == 4 and pre.wall_h * H == pytest.approx(seconds)
+    assert pre.device_h * H == pytest.approx(4 * seconds)
+    # CPU only, train.threads 0 = a whole node per job: 2 nodes -> 2 jobs at once, each 4 x the per-thread rate
+    cfg["train"]["threads"] = 0
+    train = _by_stage(estimate(cfg, Resources(cores=4, nodes=2), _rates()))["training"]
+    bp4d, disfa = (2 * 20 / 100 + 3 * 10 / 200) / 4, (2 * 40 / 100 + 3 * 20 / 200) / 4
+    assert train.slots == 2 * 4 and train.wall_h * H == pytest.approx(max((6 * bp4d + 3 * disfa) / 2, disfa))
+    assert train.device_h * H == pytest.approx(4 * (6 * bp4d + 3 * disfa))
+
+
+def test_real_data_uses_the_published_counts_and_imagenet():
+    cfg = _config(data="real", pretrain=True)
+    del cfg["workflow"]["synthau"]
+    cfg["pretrain"] = {"epochs": 300, "max_steps": 0, "batch_size": 1024}
+    rates = _rates()
+    plan = _by_stage(estimate(cfg, Resources(cores=8, gpus=1), rates))
+    assert plan["frame index"].items == 146_847 + 130_814
+    assert plan["DISFA frames"].jobs == 27 and plan["landmarks"].jobs == 41 + 27
+    pre = plan["pretraining"]
+    assert pre.items == 300 * IMAGENET_TRAIN_IMAGES + IMAGENET_VAL_IMAGES
+    days = (300 * 1_281_167 / 1000 + 50_000 / 2000) / 86400
+    assert pre.device_h / 24 == pytest.approx(days) == pretraining_gpu_days(cfg, rates)
+    assert "data check" in plan and "SynthAU" not in plan
+    cfg["pretrain"]["source"] = "timm_checkpoint"
+    pre = _by_stage(estimate(cfg, Resources(cores=8, gpus=1), rates))["pretraining"]
+    assert (pre.jobs, pre.device_h) == (0, 0) and "timm ViT-S/16" in pre.note
+
+
+def test_shards_of_several_subjects():
+    cfg = _config()
+    cfg["workflow"]["shard_subjects"] = 2   # BP4D 3 subjects -> shards of 2 + 1; DISFA likewise
+    plan = _by_stage(estimate(cfg, Resources(cores=8), _rates()))
+    assert plan["landmarks"].jobs == 4 and plan["landmarks"].wall_h * H == pytest.approx(0.04)
+
+
+def test_ablation_dataset_outside_the_datasets_is_still_prepared_and_trained():
+    cfg = _config(datasets=["disfa"])          # Table III stays on BP4D, as the DAG runs it
+    plan = _by_stage(estimate(cfg, Resources(cores=2), _rates()))
+    assert plan["frame index"].items == 60 + 30 and plan["landmarks"].jobs == 6
+    assert plan["training"].jobs == 6           # DISFA Table I x 3 + BP4D Table III x 3
+    assert plan["cross-domain evaluation"].jobs == 0
+
+
+def test_model_rates_scale_by_the_flop_proxy_and_bench_files_override(tmp_path):
+    book = RateBook()
+    rate, source = book.model(VIT_S16, "gpu", "train")
+    assert rate == pytest.approx(TIMM_VIT_S16_GPU["train"] * 2.083 / 5.494) and "timm" in source
+    bigger = Geometry(448, 16, 384, 12)  # 785 tokens instead of 197
+    scaled, source = book.model(bigger, "gpu", "train")
+    assert scaled == pytest.approx(rate * 197 / 785) and "rough" in source
+    bench = {"env": {"device": "NVIDIA H100", "device_type": "cuda", "threads": 8},
+             "results": [{"model": "au_ttt_vit_s16", "img_size": 224, "batch": 64, "mode": "forward+backward",
+                          "img_per_s": 900.0}, {"model": "au_ttt_vit_s16", "img_size": 224, "batch": 64,
+                                                "mode": "forward", "img_per_s": 2500.0}]}
+    path = tmp_path / "bench-cuda.json"
+    path.write_text(json.dumps(bench))
+    book = book.with_bench(path)
+    assert book.model(VIT_S16, "gpu", "train") == (900.0, f"{path}: 900.0 img/s measured (NVIDIA H100)")
+    assert book.model(VIT_S16, "gpu", "eval")[0] == 2500.0
+    assert book.model(VIT_S16, "cpu", "train")[0] == pytest.approx(2.083 / 2)   # CPU rates unchanged
+    cpu = {"env": {"device_type": "cpu", "threads": 4}, "results": [
+        {"model": "au_ttt_vit_s16", "img_size": 224, "mode": "forward+backward", "img_per_s": 4.0},
+        {"model": "timm_vit_s16", "img_size": 224, "mode": "forward+backward", "img_per_s": 8.0}]}
+    path.write_text(json.dumps(cpu))
+    book = RateBook().with_bench(path)
+    assert book.model(VIT_S16, "cpu", "train")[0] == 1.0
+    assert book.model(VIT_S16, "gpu", "train")[0] == pytest.approx(TIMM_VIT_S16_GPU["train"] * 0.5)
+
+
+def test_timings_file_overrides_stage_rates(tmp_path):
+    path = tmp_path / "timings.json"
+    path.write_text(json.dumps({"source": "my cluster", "stages": {"landmarks.dlib": {"seconds": 0.05,
+                                                                                      "pixels": 1000}}}))
+    book = RateBook().with_timings(path)
+    assert book.stage("landmarks.dlib", 2000) == (0.1, f"my cluster ({path}); x2 for the frame size (cost ∝ pixels)")
+    assert book.files == [str(path)]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ({"stages": {"landmark": {"seconds": 1}}}, "unknown stage 'landmark'; known: job_startup"),
+    ({"stages": {"crops": {"seconds": -1}}}, "stages.crops must be"),
+    ({"stages": {"crops": {"seconds": 1, "per": "frame"}}}, "stages.crops must be"),
+    ({"stage": {}}, "unknown: stage"),
+])
+def test_bad_timings_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(InputError, match=message):
+        load_timings(path)
+
+
+def test_bad_bench_files_are_refused(tmp_path):
+    path = tmp_path / "b.json"
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="not a JSON benchmark file"):
+        load_bench(path)
+    path.write_text(json.dumps({"env": {}, "results": [{"model": "timm_vit_s16"}]}))
+    with pytest.raises(InputError, match="no AU-TTT throughput"):
+        load_bench(path)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"cores": 0}, "--cores must be an integer >= 1, got 0"),
+    ({"cores": 2, "gpus": -1}, "--gpus must be an integer >= 0"),
+    ({"cores": 2, "nodes": "2"}, "--nodes must be an integer >= 1, got '2'"),
+    ({"cores": True}, "--cores must be an integer"),
+])
+def test_bad_resources_are_clear_errors(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        Resources(**kwargs)
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    (("workflow", "data"), "rea", "key 'workflow.data' has value 'rea'; allowed: one of 'synthau', 'real'"),
+    (("pretrain", "source"), "imagenet21k", "key 'pretrain.source' has value 'imagenet21k'"),
+    (("workflow", "synthau", "bp4d_frames"), 0, "key 'workflow.synthau.bp4d_frames' has value 0"),
+    (("train", "epochs"), "20", "key 'train.epochs' has value '20'"),
+    (("workflow", "full_variant"), "nope", "key 'workflow.full_variant' has value 'nope'"),
+    (("workflow", "test_parts"), [4], "key 'workflow.test_parts' has \\[4\\]"),
+])
+def test_bad_config_values_name_the_key(path, value, message):
+    cfg = _config()
+    node = cfg
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    with pytest.raises(ConfigError, match=message):
+        estimate(cfg, Resources(cores=2), _rates(), source="my.yaml")
+    cfg = _config()
+    del cfg["workflow"]["synthau"]["disfa_frames"]
+    missing = re.escape("my.yaml: required key 'workflow.synthau.disfa_frames' is missing")
+    with pytest.raises(ConfigError, match=missing):
+        estimate(cfg, Resources(cores=2), _rates(), source="my.yaml")
+
+
+def test_paper_config_prints_every_stage(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(REPO / "config" / "paper.yaml"), "--cores", "8", "--gpus", "4",
+                 "--bench", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    rows = [ln.split("|")[1].strip() for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert rows[1:] == ["data check", "DISFA frames", "frame index", "landmarks", "crops", "heatmaps", "pretraining",
+                        "training", "cross-domain evaluation", "tables"]
+    plan = json.loads(out.read_text())
+    pre = next(s for s in plan["stages"] if s["stage"] == "pretraining")
+    assert pre["items"] == 300 * IMAGENET_TRAIN_IMAGES + IMAGENET_VAL_IMAGES and pre["slots"] == 4
+    assert plan["imagenet_pretraining_gpu_days"] == pytest.approx(pre["device_h"] / 24, rel=1e-3)
+    assert f"costs {plan['imagenet_pretraining_gpu_days']:,.1f} GPU-days" in text
+    assert "`pretrain.source: timm_checkpoint` costs 0" in text and "Sources:" in text
+    assert plan["rate_files"] == [] and "built-in defaults" in text
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    assert main(["plan", "--config", str(REPO / "config" / "paper.yaml"), "--cores", "0", "--gpus", "0"]) == 2
+    assert "--cores must be an integer >= 1, got 0" in capsys.readouterr().err
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["train"]["epochz"] = 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    assert main(["plan", "--config", str(bad), "--gpus", "0", "--bench"]) == 2
+    assert "unknown key 'train.epochz'" in capsys.readouterr().err
+
+
+def test_demo_config_and_defaults_agree_with_the_code():
+    from au_ttt.data.synth.render import DOMAINS
+
+    assert {k: (v.width, v.height) for k, v in DOMAINS.items()} == stages.SYNTHAU_FRAME_SIZE
+    assert (1797 - int(1797 * 0.2), int(1797 * 0.2)) == (stages.DIGITS_TRAIN, stages.DIGITS_VAL)
+    from au_ttt.commands.data import CHECK_SAMPLE
+
+    assert stages.CHECK_SAMPLE == CHECK_SAMPLE
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    plan = _by_stage(estimate(copy.deepcopy(cfg), Resources(cores=2)))
+    assert plan["training"].jobs == 24 and plan["frame index"].items == 432 + 600
+    assert plan["training"].source == RateBook().model(SMALL, "cpu", "train")[1]  # the measured demo geometry
+
+
+def test_planning_imports_no_torch():
+    code = ("import sys, yaml; from au_ttt.planning import estimate, Resources, render_table;"
+            "cfg = yaml.safe_load(open('config/paper.yaml'));"
+            "print(render_table(estimate(cfg, Resources(8, 4)), Resources(8, 4))[:10]);"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
