@@ -267,9 +267,6 @@ def test_demo_config_and_defaults_agree_with_the_code():
 
     assert {k: (v.width, v.height) for k, v in DOMAINS.items()} == stages.SYNTHAU_FRAME_SIZE
     assert (1797 - int(1797 * 0.2), int(1797 * 0.2)) == (stages.DIGITS_TRAIN, stages.DIGITS_VAL)
-    from au_ttt.commands.data import CHECK_SAMPLE
-
-    assert stages.CHECK_SAMPLE == CHECK_SAMPLE
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     plan = _by_stage(estimate(copy.deepcopy(cfg), Resources(cores=2)))
     assert plan["training"].jobs == 24 and plan["frame index"].items == 432 + 600

@@ -17,10 +17,10 @@ import json
 import logging
 from pathlib import Path
 
+from au_ttt.data.check_report import DEFAULT_SAMPLE, DEFAULT_TOLERANCE
+
 HELP = "prepare datasets: check a licensed copy, decode DISFA frames, build the frame index and folds"
 log = logging.getLogger(__name__)
-# Defaults of au_ttt.data.check, repeated so that building the parser imports no pandas (tests check they agree).
-CHECK_SAMPLE, CHECK_TOLERANCE = 5, 0.005
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,9 +74,9 @@ def _add_check(sub) -> None:
                             "counts per part are then not compared)")
     check.add_argument("--full", action="store_true",
                        help="decode every image and every DISFA video frame (default: a sample)")
-    check.add_argument("--sample", type=int, default=CHECK_SAMPLE,
+    check.add_argument("--sample", type=int, default=DEFAULT_SAMPLE,
                        help="images decoded per sequence, evenly spaced, always the same ones")
-    check.add_argument("--tolerance", type=float, default=CHECK_TOLERANCE,
+    check.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                        help="relative count difference reported as a warning rather than an error")
     check.add_argument("--max-lines", type=int, default=20, help="lines printed per kind of mismatch")
     check.add_argument("--out", type=Path, default=None, help="also write the full report as JSON here")

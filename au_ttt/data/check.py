@@ -46,7 +46,7 @@ import numpy as np
 from tqdm import tqdm
 
 from au_ttt.data import bp4d, disfa, video
-from au_ttt.data.check_report import CheckReport, Finding, compare_count
+from au_ttt.data.check_report import DEFAULT_SAMPLE, DEFAULT_TOLERANCE, CheckReport, Finding, compare_count
 from au_ttt.data.frame_index import list_images
 from au_ttt.data.images import ImageError, read_image
 from au_ttt.data.protocol import (
@@ -63,8 +63,6 @@ __all__ = ["DEFAULT_SAMPLE", "DEFAULT_TOLERANCE", "CheckReport", "Finding", "che
            "check_disfa", "compare_count", "expected_subjects", "sample_positions", "video_frame_count"]
 
 Expect = Literal["published", "structure"]
-DEFAULT_SAMPLE = 5          # images decoded per sequence unless --full
-DEFAULT_TOLERANCE = 0.005   # relative count difference still accepted as a warning
 _BP4D_VALUES = (0, 1, 9)
 
 

@@ -9,9 +9,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-__all__ = ["CheckReport", "Finding", "Severity", "compare_count"]
+__all__ = ["DEFAULT_SAMPLE", "DEFAULT_TOLERANCE", "CheckReport", "Finding", "Severity", "compare_count"]
 
 Severity = Literal["error", "warning"]
+# Defaults of `au-ttt data check`, here (stdlib only) so the CLI parser and the cost plan read them without
+# importing the checker's pandas/OpenCV.
+DEFAULT_SAMPLE = 5          # images decoded per sequence unless --full
+DEFAULT_TOLERANCE = 0.005   # relative count difference still accepted as a warning
 
 
 @dataclass(frozen=True)

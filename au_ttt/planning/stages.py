@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from au_ttt.config import ConfigError
+from au_ttt.data.check_report import DEFAULT_SAMPLE
 from au_ttt.data.protocol import (
     BP4D_FRAME_SIZE,
     BP4D_TASKS,
@@ -43,7 +44,6 @@ SHARD_SUBJECTS = ("workflow.shard_subjects", 1)
 SYNTHAU_FRAME_SIZE = {"bp4d": (240, 320), "disfa": (256, 192)}
 # sklearn's digits (1,797 images), 20 % held out: au_ttt.train.pretrain.write_digits_imagefolder.
 DIGITS_TRAIN, DIGITS_VAL = 1438, 359
-CHECK_SAMPLE = 5  # images `au-ttt data check` decodes per sequence by default
 _MISSING = object()
 
 
@@ -194,10 +194,10 @@ def _preprocessing(cfg: Mapping, sizes: dict[str, DatasetSize], res: Resources, 
     names = " + ".join(f"{_fmt(s.total())} {n.upper()}" for n, s in sizes.items())
     out = []
     if cfg["workflow"]["data"] == "real":
-        jobs = [(s.sequences * len(s.frames) * CHECK_SAMPLE, rates.stage("data_check", s.pixels)[0])
+        jobs = [(s.sequences * len(s.frames) * DEFAULT_SAMPLE, rates.stage("data_check", s.pixels)[0])
                 for s in sizes.values()]
         out.append(_cpu_stage("data check", jobs, startup, cores, f"{_fmt(sum(n for n, _ in jobs))} sampled "
-                              f"images ({CHECK_SAMPLE} per sequence) + label files", "images",
+                              f"images ({DEFAULT_SAMPLE} per sequence) + label files", "images",
                               _scaled_source(rates, "data_check")))
     else:
         per, src = rates.stage("synthau")
