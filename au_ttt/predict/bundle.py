@@ -243,11 +243,17 @@ def _mlflow_bundle(uri: str, tracking_uri: str | None) -> Path:
     if uri.startswith(_MLFLOW_SCHEMES):
         import mlflow
 
+        # runs:/ resolves through the run's logged model with the *global* tracking URI (MLflow 3), so set it
+        previous = mlflow.get_tracking_uri()
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
         except Exception as err:  # mlflow raises its own exception types for unknown runs, stores, paths
             raise InputError(f"{uri}: cannot fetch the MLflow model ({type(err).__name__}: {str(err)[:300]}); "
                              "check the run id and --tracking-uri (or --config)") from None
+        finally:
+            mlflow.set_tracking_uri(previous)
     else:
         local = Path(uri)
     bundle = local / "artifacts" / "bundle"

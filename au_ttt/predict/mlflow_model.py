@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import tempfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -116,10 +117,12 @@ def log_pyfunc_model(run_dir: str | Path, tracking_cfg, run_id: str | None = Non
         try:
             mlflow.start_run(run_id=run_id)
             try:
-                mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=AUTTTPyfunc(),
-                                        artifacts={"bundle": str(bundle)},
-                                        code_paths=[str(code)],
-                                        pip_requirements=pip_requirements(), signature=_signature())
+                with warnings.catch_warnings():
+                    # MLflow suggests type hints / an input example; the explicit signature covers the input
+                    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.pyfunc.*")
+                    mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=AUTTTPyfunc(),
+                                            artifacts={"bundle": str(bundle)}, code_paths=[str(code)],
+                                            pip_requirements=pip_requirements(), signature=_signature())
             finally:
                 mlflow.end_run()
                 client.update_run(run_id, status=status)
