@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     parser.add_argument("--config", type=Path, default=None,
                         help="the config the run was trained with (only if the run does not record its crop and "
-                        "heatmap settings); its tracking section is the store --mlflow-run logs to")
+                        "heatmap settings); its tracking section names the store --mlflow-run logs to "
+                        "(default: the store RUN_DIR/tracking.json recorded)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--mlflow-run", default=None, metavar="RUN_ID",
                         help="also log the bundle as an MLflow pyfunc model to this existing run "
@@ -40,9 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.mlflow_run:
         from au_ttt.predict.mlflow_model import log_pyfunc_model
         from au_ttt.settings import load_settings
-        from au_ttt.train.tracking import TrackingConfig
 
-        cfg = load_settings(args.config).tracking if args.config else TrackingConfig()
+        cfg = load_settings(args.config).tracking if args.config else None   # None: the store tracking.json names
         run_id = None if args.mlflow_run == "auto" else args.mlflow_run
         uri = log_pyfunc_model(args.run_dir, cfg, run_id, bundle=out)
         print(f"logged as MLflow pyfunc model {uri}")

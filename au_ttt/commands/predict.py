@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=32, help="faces per model batch")
     parser.add_argument("--device", default="auto", help="auto (CUDA if visible, else CPU), cpu, cuda or cuda:N")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="probability at which AUxx_c is 1, for every AU (default: the model's, 0.5)")
+                        help="probability at which AUxx_c is 1, for every AU; unset: the model's own thresholds (0.5)")
     parser.add_argument("--overlay", action="store_true", help="also write overlay/<input>.png|.mp4")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     faces = parser.add_argument_group("faces")

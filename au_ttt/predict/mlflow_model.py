@@ -3,7 +3,8 @@
 ``mlflow.pyfunc.load_model("runs:/<id>/model").predict(pd.DataFrame({"path": [...]}))`` returns the rows
 ``au-ttt predict`` writes for those files (one per face; ``success = 0`` rows for images without a face),
 the same columns and the same probabilities, plus ``error`` (empty, or why a path could not be read). The
-model carries the bundle as an artifact and the ``au_ttt`` package as code, so ``mlflow models serve -m
+model carries the bundle as an artifact and the ``au_ttt`` package as code, and is built at load time by
+``pyfunc_entry.py`` (MLflow's "models from code": no pickled object is stored), so ``mlflow models serve -m
 runs:/<id>/model --env-manager local`` serves it from the current environment (bound to 127.0.0.1).
 """
 
@@ -26,6 +27,8 @@ __all__ = ["MODEL_NAME", "AUTTTPyfunc", "log_pyfunc_model", "pip_requirements"]
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "model"
+# "models from code": MLflow stores and runs this file instead of unpickling a Python object
+_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 # what the model needs at serving time; versions are taken from the installed distributions
 _REQUIREMENTS = ("torch", "timm", "numpy", "pandas", "scipy", "pillow", "opencv-python", "dlib-bin",
                  "face_recognition_models", "facenet-pytorch", "safetensors", "pyyaml", "scikit-learn", "tqdm",
@@ -57,21 +60,25 @@ def _paths(model_input: Any) -> list[str]:
     return [str(p) for p in model_input]
 
 
-class AUTTTPyfunc(mlflow.pyfunc.PythonModel):
-    """Loads the bundle artifact once; ``predict`` scores image (or video) paths like ``au-ttt predict``."""
+# MLflow warns at class creation that predict has no type hints; the logged signature states the input
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.pyfunc.*")
 
-    def load_context(self, context) -> None:
-        from au_ttt.predict.bundle import load_bundle
+    class AUTTTPyfunc(mlflow.pyfunc.PythonModel):
+        """Loads the bundle artifact once; ``predict`` scores image (or video) paths like ``au-ttt predict``."""
 
-        self.loaded = load_bundle(context.artifacts["bundle"])
-        self._predictor = None
+        def load_context(self, context) -> None:
+            from au_ttt.predict.bundle import load_bundle
 
-    def predict(self, context, model_input, params: dict[str, Any] | None = None):
-        from au_ttt.predict.job import PredictOptions, make_predictor, score_paths
+            self.loaded = load_bundle(context.artifacts["bundle"])
+            self._predictor = None
 
-        if self._predictor is None:
-            self._predictor = make_predictor(self.loaded, PredictOptions(progress=False))
-        return score_paths(_paths(model_input), self.loaded, predictor=self._predictor)
+        def predict(self, context, model_input, params: dict[str, Any] | None = None):
+            from au_ttt.predict.job import PredictOptions, make_predictor, score_paths
+
+            if self._predictor is None:
+                self._predictor = make_predictor(self.loaded, PredictOptions(progress=False))
+            return score_paths(_paths(model_input), self.loaded, predictor=self._predictor)
 
 
 def _signature():
@@ -81,12 +88,14 @@ def _signature():
     return ModelSignature(inputs=Schema([ColSpec("string", "path")]))
 
 
-def log_pyfunc_model(run_dir: str | Path, tracking_cfg, run_id: str | None = None, *, bundle: str | Path | None = None,
-                     config: str | Path | None = None) -> str:
+def log_pyfunc_model(run_dir: str | Path, tracking_cfg=None, run_id: str | None = None, *,
+                     bundle: str | Path | None = None, config: str | Path | None = None) -> str:
     """Log ``run_dir``'s bundle (exported now unless ``bundle`` is given) as pyfunc model ``model`` to the
-    existing MLflow run ``run_id`` (default: the one in ``run_dir/tracking.json``); returns its runs:/ URI.
+    existing MLflow run ``run_id``; returns its ``runs:/<id>/model`` URI.
 
-    The run's status is left as it was (a finished run stays FINISHED, a running one RUNNING).
+    ``tracking_cfg`` (a TrackingConfig, or a tracking URI) names the store; ``run_id`` the run. Either
+    defaults to what ``run_dir/tracking.json`` recorded. The run's status is left as it was (a finished
+    run stays FINISHED, a running one RUNNING).
     """
     import mlflow
     from mlflow import MlflowClient
@@ -96,12 +105,17 @@ def log_pyfunc_model(run_dir: str | Path, tracking_cfg, run_id: str | None = Non
     from au_ttt.train.tracking import tracking_uri
 
     run_dir = Path(run_dir)
-    if run_id is None:
-        tracking = run_dir / "tracking.json"
-        run_id = (json.loads(tracking.read_text()).get("mlflow") or {}).get("run_id") if tracking.is_file() else None
-        if not run_id:
-            raise InputError(f"{run_dir}: no MLflow run recorded in tracking.json; pass the run id explicitly")
-    uri = tracking_uri(tracking_cfg)
+    tracking = run_dir / "tracking.json"
+    recorded = (json.loads(tracking.read_text()).get("mlflow") or {}) if tracking.is_file() else {}
+    run_id = run_id or recorded.get("run_id")
+    if not run_id:
+        raise InputError(f"{run_dir}: no MLflow run recorded in tracking.json; pass the run id explicitly")
+    if tracking_cfg is None:
+        uri = recorded.get("tracking_uri")
+        if not uri:
+            raise InputError(f"{run_dir}: tracking.json records no tracking URI; pass the config (--config)")
+    else:
+        uri = tracking_cfg if isinstance(tracking_cfg, str) else tracking_uri(tracking_cfg)
     client = MlflowClient(tracking_uri=uri)
     try:
         status = client.get_run(run_id).info.status
@@ -120,7 +134,7 @@ def log_pyfunc_model(run_dir: str | Path, tracking_cfg, run_id: str | None = Non
                 with warnings.catch_warnings():
                     # MLflow suggests type hints / an input example; the explicit signature covers the input
                     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.pyfunc.*")
-                    mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=AUTTTPyfunc(),
+                    mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=str(_ENTRY),
                                             artifacts={"bundle": str(bundle)}, code_paths=[str(code)],
                                             pip_requirements=pip_requirements(), signature=_signature())
             finally:
