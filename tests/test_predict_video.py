@@ -55,8 +55,12 @@ def test_face_leaves_and_returns_every_frame(setup):
 
 def test_every_second_frame_keeps_the_id_across_a_short_gap(setup):
     tmp, video, run = setup
-    rows = _predict(tmp, video, run, "every2", "--every", 2, "--max-missed", 5)
+    rows = _predict(tmp, video, run, "every2", "--every", 2, "--max-missed", 5, "--threshold", 0.3)
     assert list(rows["frame"]) == list(range(0, len(PRESENT), 2))
+    scored = rows[rows["success"] == 1]
+    probs = scored[[c for c in rows.columns if c.endswith("_p")]].to_numpy(float)
+    decisions = scored[[c for c in rows.columns if c.endswith("_c")]].to_numpy(float)
+    np.testing.assert_array_equal(decisions, (probs >= 0.3).astype(float))   # --threshold applies to every AU
     assert list(rows["success"]) == [int(p) for p in PRESENT[::2]]
     assert set(rows["face_id"][rows["success"] == 1]) == {0}           # 2 missed scored frames ≤ 5: same id
     full = _predict(tmp, video, run, "all1")

@@ -3,11 +3,13 @@
 Layers, each calling only downward:
 
 * :mod:`inputs` expands files, folders, globs, list files and videos into frames;
-* :mod:`faces` finds faces (MTCNN or dlib HOG) and fits dlib's 68 landmarks; :mod:`tracking` keeps face ids
-  stable across video frames;
+* :mod:`faces` finds faces (MTCNN or dlib HOG) and fits dlib's 68 landmarks, or :mod:`landmark_table` supplies
+  given landmarks; :mod:`tracking` keeps face ids stable across video frames;
 * :mod:`prepare` turns a face into exactly the tensors training fed the model (alignment, crop,
   normalisation, RoI masks) by calling the training-time functions;
-* :mod:`runs` / :mod:`bundle` load a trained model (run directory, exported bundle, MLflow URI);
+* :mod:`runs` (the one adapter to the training package) and :mod:`bundle` load a trained model: run directory,
+  exported bundle or MLflow URI;
 * :mod:`pipeline` scores frames in batches; :mod:`output` owns the CSV schema; :mod:`overlay` draws;
-* :mod:`mlflow_model` wraps a bundle as an MLflow pyfunc model.
+  :mod:`job` is one ``predict`` run (files, summary); :mod:`mlflow_model` wraps a bundle as an MLflow pyfunc;
+* :mod:`samples` (real photographs from installed packages) and :mod:`bench` back the tests and docs/predict.md.
 """

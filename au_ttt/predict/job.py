@@ -205,14 +205,23 @@ def score_paths(paths: list[str], model: LoadedModel, opts: PredictOptions = Pre
     from au_ttt.predict.output import FaceRow
 
     predictor = predictor or make_predictor(model, opts)
+    expanded = [expand_inputs([str(item)]) for item in paths]
+    problems: list[Unreadable] = []
+    scored: dict[Source, list[list[str]]] = {}
+    everything = list(dict.fromkeys(src for sources, _ in expanded for src in sources))   # each file once
+    for source, row in predictor.run(_streams(everything, opts.every, problems), {}):   # one run: full batches
+        scored.setdefault(source, []).append(format_row(row, predictor.thresholds))
+    failed = {u.name: u.reason for u in problems}
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow([*columns(model.aus), "error"])
-    for item in paths:
-        sources, problems = expand_inputs([str(item)])
-        for _source, row in predictor.run(_streams(sources, opts.every, problems), {}):
-            writer.writerow([*format_row(row, predictor.thresholds), ""])
-        for u in problems:
+    for item, (sources, missing) in zip(paths, expanded, strict=True):
+        for source in sources:
+            if source in scored:
+                writer.writerows([*cells, ""] for cells in scored[source])
+            else:
+                missing.append(Unreadable(source.name, failed.get(source.name, "not scored")))
+        for u in missing:
             writer.writerow([*format_row(FaceRow(str(item), 0, math.nan), predictor.thresholds), u.reason])
     buf.seek(0)
     return pd.read_csv(buf, keep_default_na=True, dtype={"input": str, "error": str}).fillna({"error": ""})
