@@ -109,20 +109,26 @@ def _compare(evaluated: pd.DataFrame, predicted: pd.DataFrame, key, aus) -> floa
     return diff
 
 
-def test_predict_on_disfa_videos_equals_evaluate(synth):
+@pytest.fixture(scope="module")
+def disfa(synth):
+    """The DISFA-format chain, a run, evaluate's scores and the training landmarks as a landmark file."""
     tmp, configs = synth
     chain = _chain(tmp, configs["provided"], "disfa", "provided")
     run = make_run(tmp / "run-disfa", configs["provided"], "disfa")
     evaluated = _evaluate(configs["provided"], run, "disfa", chain)
     videos = chain["root"] / "Videos_LeftCamera"
     lm = _landmark_csv(chain, lambda r: (videos / f"LeftVideo{r.subject}_comp.avi", r.frame), tmp / "disfa_lm.csv")
-    out = tmp / "predict-disfa"
-    assert cli("predict", videos, "--model", run, "--out", out, "--landmarks", lm, "--no-progress",
-               "--device", "cpu") == 0
+    return {"tmp": tmp, "run": run, "evaluated": evaluated, "videos": videos, "landmarks": lm}
+
+
+def test_predict_on_disfa_videos_equals_evaluate(disfa):
+    out = disfa["tmp"] / "predict-disfa"
+    assert cli("predict", disfa["videos"], "--model", disfa["run"], "--out", out, "--landmarks", disfa["landmarks"],
+               "--no-progress", "--device", "cpu") == 0
     predicted = pd.read_csv(out / "predictions.csv").copy()   # one block: adding key columns stays cheap
     assert (predicted["success"] == 1).all() and len(predicted) == 3 * 6       # every frame of the 3 videos
     predicted["subject"] = predicted["input"].str.extract(r"LeftVideo(SN\d{3})_comp")[0]
-    assert _compare(evaluated, predicted, ["subject", "frame"], AUS["disfa"]) < TOL
+    assert _compare(disfa["evaluated"], predicted, ["subject", "frame"], AUS["disfa"]) < TOL
 
 
 def test_predict_on_bp4d_frames_equals_evaluate(synth):
@@ -164,22 +170,27 @@ def test_dlib_detector_reproduces_the_dlib_landmark_backend(synth):
     assert _compare(evaluated, best, ["image"], AUS["bp4d"]) < TOL
 
 
-def test_without_the_training_jpeg_round_trips_the_scores_differ(synth):
+def test_without_the_training_jpeg_round_trips_the_scores_differ(disfa):
     """Control: the check above is sensitive to exactly the storage steps predict repeats."""
     from au_ttt.predict.bundle import load_model
     from au_ttt.predict.job import PredictOptions, run_predict
 
-    tmp = synth[0]
-    chain = {"root": tmp / "synth" / "DISFA"}
-    run, lm = tmp / "run-disfa", tmp / "disfa_lm.csv"
-    if not lm.is_file():
-        pytest.skip("needs test_predict_on_disfa_videos_equals_evaluate's outputs")
-    video = chain["root"] / "Videos_LeftCamera" / "LeftVideoSN002_comp.avi"
-    model = load_model(run)
-    reference = pd.read_csv(tmp / "predict-disfa" / "LeftVideoSN002_comp.csv")
+    tmp, run = disfa["tmp"], disfa["run"]
+    subject = disfa["evaluated"]["subject"].iloc[0]          # a subject of the evaluated test part
+    video = disfa["videos"] / f"LeftVideo{subject}_comp.avi"
+    opts = PredictOptions(landmarks=disfa["landmarks"], progress=False, device="cpu")
     cols = [f"AU{a:02d}_p" for a in AUS["disfa"]]
-    for change in ({"video_frame_jpeg_quality": None}, {"crop_jpeg_quality": None}):
-        model.prep = dataclasses.replace(load_model(run).prep, **change)
-        run_predict([str(video)], model, tmp / "control", PredictOptions(landmarks=lm, progress=False, device="cpu"))
-        changed = pd.read_csv(tmp / "control" / "LeftVideoSN002_comp.csv")
-        assert np.abs(changed[cols].to_numpy() - reference[cols].to_numpy()).max() > 100 * TOL, change
+    scores = {}
+    for name, change in (("as trained", {}), ("raw frames", {"video_frame_jpeg_quality": None}),
+                         ("raw crops", {"crop_jpeg_quality": None})):
+        model = load_model(run)
+        model.prep = dataclasses.replace(model.prep, **change)
+        run_predict([str(video)], model, tmp / "control" / name.replace(" ", "-"), opts)
+        scores[name] = pd.read_csv(tmp / "control" / name.replace(" ", "-") / f"{video.stem}.csv")[cols]
+    ev = disfa["evaluated"]
+    ev = ev[ev["subject"] == subject].sort_values("frame")
+    reference = ev[[f"prob_AU{a}" for a in AUS["disfa"]]].to_numpy()
+    rows = ev["frame"].to_numpy()
+    assert np.abs(scores["as trained"].to_numpy()[rows] - reference).max() < TOL
+    for name in ("raw frames", "raw crops"):
+        assert np.abs(scores[name].to_numpy()[rows] - reference).max() > 100 * TOL, name
