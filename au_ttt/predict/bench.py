@@ -1,19 +1,23 @@
 """Measurements behind docs/predict.md: detector choice on real photos, and predict's frames/s per stage.
 
     python -m au_ttt.predict.bench detectors [--threads 1] [--out results/bench/predict-detectors.json]
+    python -m au_ttt.predict.bench calibrate [--out ...]
     python -m au_ttt.predict.bench speed [--device cpu] [--threads 2] [--frames 60] [--out ...]
 
 ``detectors`` runs MTCNN and dlib HOG over the same real photographs (au_ttt.predict.samples): faces found
 against the faces present, false detections on photos without a face, and the median time per image.
-``speed`` scores a video assembled from real frames with the demo model (config/config.yaml) and AU-TTT
-ViT-S/16 at 224 px (config/paper.yaml), both detectors, after a warm-up run, and reports frames/s overall
-and per stage (decode, detection, landmarks, preprocess, model, output) from one run. Weights are random:
-speed does not depend on them.
+``calibrate`` measures the MTCNN → HOG-box mapping of :mod:`au_ttt.predict.faces` (``MTCNN_TO_HOG``) on the
+real faces both detectors find, and how far dlib's landmarks move from the HOG-box fit with the raw and the
+mapped MTCNN box (NME, outer-eye-corner distance). ``speed`` scores a video assembled from real frames with
+the demo model (config/config.yaml) and AU-TTT ViT-S/16 at 224 px (config/paper.yaml), both detectors,
+after a warm-up run, and reports frames/s overall and per stage (decode, detection, landmarks, preprocess,
+model, output) from one run. Weights are random: speed does not depend on them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import tempfile
@@ -25,7 +29,7 @@ import numpy as np
 
 from au_ttt.predict import samples
 
-__all__ = ["detector_table", "main", "speed_table"]
+__all__ = ["calibrate_box", "detector_table", "main", "speed_table"]
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -65,6 +69,37 @@ def detector_table(threads: int = 1) -> dict[str, Any]:
             rows[name] = {"present": present, "found": len(found), "ms": 1000 * (time.perf_counter() - t)}
         result["rows"][det] = rows
     return result
+
+
+def calibrate_box() -> dict[str, Any]:
+    """Median HOG-box geometry relative to the MTCNN box, and the landmark NME it buys."""
+    import torch
+
+    from au_ttt.predict.faces import MTCNN_TO_HOG, FaceConfig, FaceFinder, mtcnn_fit_box
+
+    torch.set_num_threads(1)
+    images = [samples.astronaut(), samples.hopper()]
+    images += [np.ascontiguousarray(im[:, ::-1]) for im in images] + samples.lfw_faces(100, 164)
+    hog, mtcnn = FaceFinder(FaceConfig("dlib")), FaceFinder(FaceConfig("mtcnn"))
+    pairs = []
+    for im in images:
+        h, m = hog.detect([im])[0], mtcnn.detect([im])[0]
+        if h and m:
+            pairs.append((im, max(h, key=lambda d: d[1]), max(m, key=lambda d: d[1])))
+    side, dy, nme_raw, nme_mapped = [], [], [], []
+    for im, (hbox, _, hfit), (mbox, _, _) in pairs:
+        w, h = mbox[2] - mbox[0], mbox[3] - mbox[1]
+        side.append((hbox[2] - hbox[0]) / np.sqrt(w * h))
+        dy.append(((hbox[1] + hbox[3]) / 2 - (mbox[1] + mbox[3]) / 2) / h)
+        ref = hog.landmarks(im, hfit)
+        norm = float(np.linalg.norm(ref[36] - ref[45]))
+        raw = hog.landmarks(im, tuple(round(float(v)) for v in mbox))
+        mapped = hog.landmarks(im, mtcnn_fit_box(mbox))
+        nme_raw.append(float(np.linalg.norm(raw - ref, axis=1).mean() / norm))
+        nme_mapped.append(float(np.linalg.norm(mapped - ref, axis=1).mean() / norm))
+    return {"faces": len(pairs), "median_side_over_sqrt_wh": float(np.median(side)),
+            "median_centre_shift_over_h": float(np.median(dy)), "used": list(MTCNN_TO_HOG),
+            "median_nme_raw_box": float(np.median(nme_raw)), "median_nme_mapped_box": float(np.median(nme_mapped))}
 
 
 def _summarise(rows: dict[str, dict]) -> list[tuple[str, str, str]]:
@@ -153,7 +188,7 @@ def _markdown_speed(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m au_ttt.predict.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("detectors", "speed"))
+    parser.add_argument("what", choices=("detectors", "calibrate", "speed"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (detectors: 1, speed: 2)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=60)
@@ -162,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "detectors":
         res = detector_table(args.threads or 1)
         text = _markdown_detectors(res)
+    elif args.what == "calibrate":
+        res = calibrate_box()
+        text = json.dumps(res, indent=2)
     else:
         res = speed_table(args.device, args.threads or 2, args.frames)
         text = _markdown_speed(res)
