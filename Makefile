@@ -21,6 +21,7 @@ setup:  ## create .venv (if missing or requirements changed) and install au-ttt 
 	else \
 	  set -e; [ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV); \
 	  $(BIN)/python -m pip install -q -r requirements.txt; \
+	  $(BIN)/python -m pip install -q --no-deps -r requirements-predict.txt; \
 	  $(BIN)/python -m pip install -q --no-deps -e .; \
 	  echo "$(REQ_HASH)" > $(STAMP); echo "installed into $(VENV) ($(REQ_HASH))"; \
 	fi

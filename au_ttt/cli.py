@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "landmarks": "landmarks", "crops": "crops", "heatmaps": "heatmaps", "loader-bench": "loader_bench",
     "synth": "synth", "baseline": "baseline",
     "mlflow-ui": "mlflow_ui",
+    "predict": "predict",
+    "export": "export",
     "tables": "tables",
     "plan": "plan",
 }
