@@ -18,6 +18,11 @@ and the message for that fold, and the index report lists it under ``warnings``.
 Rules for imperfect data (every case is counted in ``index.report.json`` and printed; none is silent):
 
 - frame image missing → row excluded (``missing_image``);
+- frame image of zero bytes → row excluded (``empty_image``), every such file named under
+  ``excluded_images`` in the report. This costs one ``stat`` per file while listing each folder once
+  (:func:`scan_images`), and it is the only damage that can be seen without decoding: a zero-byte file
+  is as absent as a missing one. Truncated or non-image files need a full decode, which the ``landmarks``
+  and ``crops`` stages do anyway (:func:`au_ttt.data.images.read_image`); they exclude and name them;
 - DISFA label line beyond the decoded video's length → row excluded (``beyond_video``);
 - DISFA label files of one subject with different lengths → the subject has as many frames as its longest
   file; the missing tail of a shorter file is -1 (``short_label_file``, counted per AU);
@@ -55,7 +60,7 @@ from au_ttt.fileio import atomic_write, atomic_write_json, umask_mode
 
 __all__ = [
     "BASE_COLUMNS", "META_KEY", "IndexReport", "class_weights", "finalize_index", "fold_split",
-    "fold_summary", "list_images", "load_index", "occurrence_rates", "report_path", "subject_part",
+    "fold_summary", "list_images", "load_index", "occurrence_rates", "report_path", "scan_images", "subject_part",
     "umask_mode", "write_index",
 ]
 
@@ -74,6 +79,7 @@ class IndexReport:
     excluded_units: Counter = field(default_factory=Counter)             # "reason (subjects)" -> count
     unknown: dict = field(default_factory=lambda: defaultdict(Counter))  # reason -> AU column -> labels
     examples: dict = field(default_factory=lambda: defaultdict(list))    # reason -> a few examples
+    named: dict = field(default_factory=lambda: defaultdict(list))       # reason -> every file (bad images)
 
     def exclude(self, reason: str, frames: int, example: str, subjects: int = 0, sequences: int = 0) -> None:
         self.excluded[reason] += int(frames)
@@ -82,6 +88,12 @@ class IndexReport:
         if sequences:
             self.excluded_units[f"{reason} (sequences)"] += sequences
         self._example(reason, example)
+
+    def exclude_files(self, reason: str, files: list[str]) -> None:
+        """Exclude one row per file and name every file in the report (for damaged images)."""
+        if files:
+            self.exclude(reason, len(files), files[0])
+            self.named[reason].extend(files)
 
     def mark_unknown(self, reason: str, au_col: str, labels: int, example: str) -> None:
         self.unknown[reason][au_col] += int(labels)
@@ -97,6 +109,7 @@ class IndexReport:
             "excluded_units": dict(sorted(self.excluded_units.items())),
             "unknown_labels": {r: dict(sorted(c.items())) for r, c in sorted(self.unknown.items())},
             "examples": {r: list(v) for r, v in sorted(self.examples.items())},
+            "excluded_images": {r: list(v) for r, v in sorted(self.named.items())},
         }
 
     def summary(self) -> list[str]:
@@ -127,6 +140,22 @@ def list_images(folder: Path) -> set[str]:
         return set(os.listdir(folder))
     except FileNotFoundError:
         return set()
+
+
+def scan_images(folder: Path) -> tuple[set[str], set[str]]:
+    """(names of non-empty files, names of zero-byte files) in ``folder``; both empty if it does not exist."""
+    present, empty = set(), set()
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    size = entry.stat().st_size
+                except FileNotFoundError:      # removed while we listed
+                    continue
+                (present if size > 0 else empty).add(entry.name)
+    except FileNotFoundError:
+        pass
+    return present, empty
 
 
 def finalize_index(parts: list[pd.DataFrame], dataset: str,

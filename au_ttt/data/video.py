@@ -3,22 +3,23 @@
 Frame t is line t of the subject's label files (ME-GraphAU's convention: ``0.png`` is the first frame of
 ``LeftVideoSN001_comp.avi``; maintainer, ME-GraphAU issue #2; protocol.md §2.2). Decoding uses
 ``cv2.VideoCapture`` (FFMPEG backend). Each subject is decoded into a hidden temp folder beside its
-target, which gets a ``frames.json`` marker (frame count, size, source video) and is then renamed into
-place, so a subject folder exists only complete; a subject whose folder exists is skipped unless forced.
+target (:func:`au_ttt.fileio.building_dir`), which gets a ``frames.json`` marker (frame count, size, source
+video) and is then renamed into place, so a subject folder exists only complete; a subject whose folder
+exists is skipped unless forced. Temporaries of killed runs are swept on the next run of that subject.
+A video that cannot be opened or yields no frame is an error naming it; one with fewer frames than label
+lines is decoded, and ``data index`` excludes and counts the label lines beyond it (``beyond_video``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
 from au_ttt.errors import InputError
-from au_ttt.fileio import swap_in_dir
+from au_ttt.fileio import building_dir, sweep_stale
 
 __all__ = ["FRAMES_MARKER", "VIDEO_DIR", "decode_video", "extract_disfa_frames", "read_marker", "video_path"]
 
@@ -51,36 +52,37 @@ def decode_video(video: Path, out_dir: Path, progress: bool = True) -> int:
     if not capture.isOpened():
         raise InputError(f"cannot open video {video}; check the file (re-copy it from DISFA) and that OpenCV "
                          "has the FFMPEG backend")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp."))
     try:
-        expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        bar = tqdm(total=expected, desc=video.name, unit="frame", disable=not progress, leave=False)
-        count, size = 0, None
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if not cv2.imwrite(str(tmp / f"{count}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-                raise OSError(f"could not write {tmp / f'{count}.jpg'} (disk full or unwritable --out?)")
-            size = (frame.shape[1], frame.shape[0])
-            count += 1
-            bar.update()
-        bar.close()
-        if count == 0:
-            raise InputError(f"video {video} yielded no frames; it is corrupt or empty: re-copy it from "
-                             "DISFA")
-        marker = {"video": str(video.resolve()), "frames": count, "width": size[0], "height": size[1],
-                  "container_frame_count": expected, "jpeg_quality": JPEG_QUALITY}
-        (tmp / FRAMES_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        swap_in_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with building_dir(out_dir) as tmp:
+            count = _decode_into(capture, video, tmp, progress)
     finally:
         capture.release()
     return count
 
+
+def _decode_into(capture, video: Path, tmp: Path, progress: bool) -> int:
+    """Write each frame of an open ``capture`` as ``tmp/{t}.jpg``, then the ``frames.json`` marker."""
+    import cv2
+
+    expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    bar = tqdm(total=expected, desc=video.name, unit="frame", disable=not progress, leave=False)
+    count, size = 0, None
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if not cv2.imwrite(str(tmp / f"{count}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+            raise OSError(f"could not write {tmp / f'{count}.jpg'} (disk full or unwritable --out?)")
+        size = (frame.shape[1], frame.shape[0])
+        count += 1
+        bar.update()
+    bar.close()
+    if count == 0:
+        raise InputError(f"video {video} yielded no frames; it is corrupt or empty: re-copy it from DISFA")
+    marker = {"video": str(video.resolve()), "frames": count, "width": size[0], "height": size[1],
+              "container_frame_count": expected, "jpeg_quality": JPEG_QUALITY}
+    (tmp / FRAMES_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    return count
 
 
 def extract_disfa_frames(root: str | Path, out: str | Path, force: bool = False,
@@ -101,6 +103,7 @@ def extract_disfa_frames(root: str | Path, out: str | Path, force: bool = False,
     result: dict[str, dict] = {}
     for subject, video in tqdm(videos.items(), desc="DISFA videos", unit="video", disable=not progress):
         target = out / subject
+        sweep_stale(target)
         marker = read_marker(target) if target.is_dir() else None
         if not force and marker is not None:
             result[subject] = {"frames": marker["frames"], "status": "skipped (already decoded)"}
