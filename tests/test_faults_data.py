@@ -184,3 +184,30 @@ def test_disfa_frames_and_synth_killed_then_rerun(data, tmp_path) -> None:
     assert status == -signal.SIGKILL and not out.exists() and temporaries(out)
     ok(*synth)
     assert tree_bytes(out) == tree_bytes(data["synth"]) and not temporaries(out)
+
+
+def test_sweep_removes_only_dead_writers_temporaries(tmp_path) -> None:
+    from au_ttt.fileio import building_dir, sweep_stale
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    dead = proc.pid                                                    # reaped: no process has this pid now
+    live = os.getpid()
+    target = tmp_path / "crops"
+    names = {f".crops.tmp-{dead}-abcd1234": True, f".crops.old.{dead}": True, f".crops.{dead}.x1y2z3w4.tmp": True,
+             f".crops.tmp-{live}-abcd1234": False,                     # a running writer's: kept
+             f".crops.5.tmp-{dead}-abcd1234": False,                   # another target's ("crops.5")
+             ".crops.tmp-abcd1234": False, "crops.tmp-1-abcd1234": False}  # not our naming: never touched
+    for name in names:
+        (tmp_path / name).mkdir()
+    removed = sweep_stale(target)
+    assert sorted(p.name for p in removed) == sorted(n for n, gone in names.items() if gone)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, gone in names.items() if not gone)
+    # the state a kill between swap_in_dir's two renames leaves: no target, the old one aside, the new one
+    # complete in its temporary. The next writer sweeps both and builds the target.
+    (tmp_path / f".crops.tmp-{dead}-zzzz9999").mkdir()
+    (tmp_path / f".crops.old.{dead}").mkdir()
+    with building_dir(target) as tmp:
+        (tmp / "a").write_text("new")
+    assert (target / "a").read_text() == "new"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((f".crops.tmp-{dead}", f".crops.old.{dead}"))]

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from au_ttt.data.images import ImageError, read_image
-from au_ttt.data.landmarks import (
-    LandmarkSet,
+from au_ttt.data.landmarks import LandmarkSet
+from au_ttt.data.rowfiles import (
     atomic_save_npz,
     bad_image_summary,
     image_error_code,

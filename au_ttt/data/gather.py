@@ -35,7 +35,8 @@ from au_ttt.data.heatmaps import (
     load_centre_cache,
     save_centre_cache,
 )
-from au_ttt.data.landmarks import LandmarkSet, index_hash, load_landmarks, read_subjects
+from au_ttt.data.landmarks import LandmarkSet, load_landmarks
+from au_ttt.data.rowfiles import index_hash, read_subjects
 from au_ttt.data.shards import select_subjects
 from au_ttt.errors import InputError
 from au_ttt.fileio import building_dir

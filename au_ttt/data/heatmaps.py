@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from au_ttt.data.au_regions import AU_CENTRE_RULES, au_centres
-from au_ttt.data.landmarks import atomic_save_npz
+from au_ttt.data.rowfiles import atomic_save_npz
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write_json, building_dir
 

@@ -85,19 +85,34 @@ def _decode_into(capture, video: Path, tmp: Path, progress: bool) -> int:
     return count
 
 
+def _no_video(target: Path) -> None:
+    """A subject folder with only a marker saying there is no video (0 frames): `data index` then excludes
+    and counts all of that subject's label lines (``beyond_video``)."""
+    with building_dir(target) as tmp:
+        (tmp / FRAMES_MARKER).write_text(json.dumps({"video": None, "frames": 0, "status": "no video"}) + "\n")
+
+
 def extract_disfa_frames(root: str | Path, out: str | Path, force: bool = False,
-                         subjects: list[str] | None = None, progress: bool = True) -> dict[str, dict]:
-    """Decode each ``Videos_LeftCamera/LeftVideoSN###_comp.avi``; returns subject → {frames, status}."""
+                         subjects: list[str] | None = None, progress: bool = True,
+                         missing_ok: bool = False) -> dict[str, dict]:
+    """Decode each ``Videos_LeftCamera/LeftVideoSN###_comp.avi``; returns subject → {frames, status}.
+
+    ``missing_ok``: a subject of ``subjects`` without a video gets a 0-frame marker folder instead of an
+    error (a DAG that fixes its per-subject jobs from the published subject list then still runs on a
+    copy that lacks a subject).
+    """
     root, out = Path(root), Path(out)
     video_dir = root / VIDEO_DIR
     if not video_dir.is_dir():
         raise InputError(f"{video_dir} not found; --root must be the DISFA folder that contains {VIDEO_DIR}/")
-    videos = {m["subject"]: p for p in sorted(video_dir.iterdir()) if (m := _VIDEO_NAME.match(p.name))}
+    videos: dict[str, Path | None] = {
+        m["subject"]: p for p in sorted(video_dir.iterdir()) if (m := _VIDEO_NAME.match(p.name))}
     if subjects is not None:
         missing = sorted(set(subjects) - set(videos))
-        if missing:
-            raise InputError(f"no left-camera video for {', '.join(missing)} in {video_dir}")
-        videos = {s: videos[s] for s in subjects}
+        if missing and not missing_ok:
+            raise InputError(f"no left-camera video for {', '.join(missing)} in {video_dir} (pass --missing-ok "
+                             "to record them as 0-frame subjects)")
+        videos = {s: videos.get(s) for s in subjects}
     if not videos:
         raise InputError(f"{video_dir} holds no LeftVideoSN###_comp.avi; check --root")
     result: dict[str, dict] = {}
@@ -105,11 +120,15 @@ def extract_disfa_frames(root: str | Path, out: str | Path, force: bool = False,
         target = out / subject
         sweep_stale(target)
         marker = read_marker(target) if target.is_dir() else None
-        if not force and marker is not None:
+        if not force and marker is not None and not (marker.get("video") is None and video is not None):
             result[subject] = {"frames": marker["frames"], "status": "skipped (already decoded)"}
             continue
-        if not force and target.exists():
+        if not force and target.exists() and marker is None:
             raise InputError(f"{target} exists but has no {FRAMES_MARKER} (not made by `au-ttt data "
                              "frames`); remove it or pass --force to replace it")
-        result[subject] = {"frames": decode_video(video, target, progress), "status": "decoded"}
+        if video is None:
+            _no_video(target)
+            result[subject] = {"frames": 0, "status": f"no video in {video_dir}"}
+        else:
+            result[subject] = {"frames": decode_video(video, target, progress), "status": "decoded"}
     return result
