@@ -150,10 +150,12 @@ def test_landmarks_workers_die_with_their_parent(data, tmp_path) -> None:
     def workers_busy(cli: psutil.Process) -> bool:     # a worker is in read_image and both workers exist
         return len(cli.children()) == 2
 
-    for sig in (signal.SIGKILL, signal.SIGTERM):
+    expected = {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: 128 + signal.SIGTERM,   # SystemExit(143)
+                signal.SIGINT: -signal.SIGINT}                  # KeyboardInterrupt: Python dies by the signal
+    for sig, status_after in expected.items():
         status, children = kill_at(tmp_path, [*args, "--out", str(out)], "au_ttt.data.landmarks:read_image", 2.0,
                                    workers_busy, sig)
-        assert status == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + signal.SIGTERM)
+        assert status == status_after
         assert len(children) == 2
         assert_no_orphans(children)
         assert (out.read_bytes(), out.with_suffix(".report.json").read_bytes()) == old

@@ -1,6 +1,7 @@
 """Similarity-aligned face crops: landmarks → canonical 68-point template → square crop (256 px default).
 
-Geometry follows FG-Net's FFHQ-style ``image_align`` (protocol.md §2.3): the crop side is
+Geometry follows FG-Net's FFHQ-style ``image_align`` (ihp-lab/SEMPI data/engagement/code/utils.py, which the FG-Net
+maintainer names as the BP4D/DISFA cropping code in ihp-lab/FG-Net issue #3): the crop side is
 2·max(2·|eye-to-eye|, 1.8·|eye-to-mouth|) and its centre is the eye midpoint moved 0.1·eye-to-mouth towards
 the mouth — evaluated once on the template, so every frame lands on the same canonical layout. Instead of
 FFHQ's 3-point construction we fit a least-squares similarity (Umeyama) to all finite non-jaw points
@@ -64,7 +65,7 @@ _MIN_POINTS = 8
 class AlignConfig:
     """Section ``crops`` of config.yaml."""
 
-    size: int = 256             # FG-Net and ME-GraphAU crop 256×256 (protocol.md §2.3)
+    size: int = 256             # FG-Net and ME-GraphAU crop 256×256 (FG-Net README; ME-GraphAU issue #2)
     eye_to_eye: float = 2.0     # FFHQ image_align: side = 2·max(2.0·|e2e|, 1.8·|e2m|)
     eye_to_mouth: float = 1.8
     em_shift: float = 0.1       # FG-Net's em_scale=0.1: centre moved 0.1·e2m from the eyes to the mouth

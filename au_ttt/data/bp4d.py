@@ -1,6 +1,6 @@
 """BP4D reader: ``AUCoding/AU_OCC/{subject}_{task}.csv`` + ``{subject}/{task}/{frame}.jpg`` → index rows.
 
-Format (protocol.md §2.1, ME-GraphAU tool/BP4D_image_label_process.py): one CSV per subject and task with
+Format (CVI-SZU/ME-GraphAU tool/BP4D_image_label_process.py): one CSV per subject and task with
 a header row; the first column is the frame number, the others are named by AU number ('1', '2', …, more
 AUs than the 12 used). Values are 0, 1 or 9 (unknown → -1). Frame images are not zero-padded
 (``F001/T1/2440.jpg``) and live under the image root (``--frames``, default the BP4D root). What happens

@@ -1,6 +1,6 @@
 """DISFA reader: ``ActionUnit_Labels/SN###/SN###_au{N}.txt`` + decoded left-camera frames → index rows.
 
-Format (protocol.md §2.2, ME-GraphAU tool/DISFA_image_label_process.py): one file per subject and AU,
+Format (CVI-SZU/ME-GraphAU tool/DISFA_image_label_process.py): one file per subject and AU,
 one ``frame,intensity`` line per video frame, intensity 0–5; occurrence = intensity ≥ 2; AUs 1, 2, 4, 6,
 9, 12, 25, 26. Line t (0-based) is video frame t and image ``SN###/{t}.jpg`` under the frames folder
 written by ``au-ttt data frames`` (the frame number written in the file is not used, as in ME-GraphAU).

@@ -5,12 +5,14 @@ holding 1 (present), 0 (absent) or -1 (unknown/missing). ``image`` is relative t
 is stored in the parquet metadata (key ``au_ttt``) and in the report JSON, and put in ``df.attrs`` by
 :func:`load_index`.
 
-Folds are named by their test part (1, 2, 3; protocol.md §1.3). The two published numberings map to test
+Folds are named by their test part (1, 2, 3; parts as in CVI-SZU/ME-GraphAU tool/*_image_label_process.py). The
+two published numberings map to test
 parts as follows — ME-GraphAU/MDHR/JAA-Net fold k: 1→part 3, 2→part 2, 3→part 1; FG-Net fold k
 (``labels/k/test.csv``): 0→part 1, 1→part 2, 2→part 3. ``folds.json`` records both for every fold.
 
 Occurrence rate r_i = frames with label 1 / frames with a known label (0 or 1) of AU i, over the TRAINING
-parts only; class weight w_i = N·(1/r_i)/Σ_j(1/r_j) (protocol.md §4.1: ME-GraphAU, JAA-Net). With no
+parts only; class weight w_i = N·(1/r_i)/Σ_j(1/r_j) (ME-GraphAU tool/*_calculate_AU_class_weights.py, PyTorch-JAANet
+dataset/write_AU_weight.py). With no
 unknown labels this is exactly ME-GraphAU's r_i = positives / training frames. A zero or undefined rate
 raises an InputError naming AU and fold (:func:`class_weights`); ``folds.json`` then stores null weights
 and the message for that fold, and the index report lists it under ``warnings``.
@@ -28,7 +30,8 @@ Rules for imperfect data (every case is counted in ``index.report.json`` and pri
   file; the missing tail of a shorter file is -1 (``short_label_file``, counted per AU);
 - label file (DISFA) or CSV column (BP4D) missing for an AU → that AU is -1 for the subject/sequence
   (``missing_label_file``); a DISFA subject with no label file at all contributes no rows;
-- BP4D label 9 → -1 (``label_9``), as OpenGraphAU and JAA-Net treat it (protocol.md §2.1);
+- BP4D label 9 → -1 (``label_9``), as OpenGraphAU (ME-GraphAU OpenGraphAU/tool/dataset_process.py) and JAA-Net
+  (PyTorch-JAANet util.py ``missing_label``) treat it;
 - subject not in a published part → InputError naming subject and file, unless
   ``allow_unknown_subjects``: then its frames are excluded (``unknown_subject``);
 - unreadable or malformed label file (bad CSV, value outside the dataset's label set) → InputError naming

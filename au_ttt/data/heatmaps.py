@@ -1,7 +1,7 @@
 """AU RoI heatmaps from FG-Net's landmark-anchored centres: label-free location masks and signed targets.
 
 Per AU, each of its two centres (:func:`au_centres`) contributes a Gaussian exp(−d²/2σ²), zeroed below 0.01
-and capped at 1 (FG-Net ``add_noise``; protocol.md §3.2). The **location mask** is the capped sum of the two,
+and capped at 1 (ihp-lab/FG-Net code/data_utils.py ``add_noise``). The **location mask** is the capped sum of the two,
 in [0, 1]: it tells the AU RoI TTT branch where to look and needs no label. The **signed target** adds the
 Gaussians when the AU is active and subtracts them when inactive, clipped to [−1, 1] — i.e. ±location mask;
 a missing label gives a zero map (and a False label mask).
@@ -50,7 +50,7 @@ _FORMAT = 1
 class HeatmapConfig:
     """Section ``heatmaps`` of config.yaml."""
 
-    crop_size: int = 256           # aligned crop side (FG-Net, ME-GraphAU: protocol.md §2.3)
+    crop_size: int = 256           # aligned crop side (FG-Net README; ME-GraphAU issue #2)
     input_size: int = 224          # random/centre crop given to the model (ME-GraphAU image_train/test)
     patch_size: int = 16           # ViT patch: the RoI mask grid is input_size / patch_size = 14
     sigma_frac: float = 20 / 128   # FG-Net sigma 20 px on its 128 px heatmap of a 256 crop (sigma: 20.0)

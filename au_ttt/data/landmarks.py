@@ -3,9 +3,11 @@
 Backends (all return 0-based (x, y) pixel points in the iBUG 68 layout, a score and a success flag):
 
 - ``dlib``: HOG face detector + the 68-point shape predictor shipped by ``face_recognition_models``
-  (environment.md §4: 87–96 ms per 512² image on CPU). FG-Net uses dlib 68 points (protocol.md §2.3).
+  (measured: HOG detector 87–96 ms per 512² image on one CPU core, shape predictor 2–3 ms). FG-Net uses dlib
+  68 points (ihp-lab/FG-Net README, "Data Structure").
 - ``face_alignment``: 2D FAN (the paper-faithful choice). Its weights cannot be downloaded here, so we
-  check for them under ``$TORCH_HOME/hub/checkpoints`` *before* the library tries (environment.md §3).
+  check for them under ``$TORCH_HOME/hub/checkpoints`` (where 1adrianb/face-alignment looks them up through
+  ``torch.hub``) *before* the library tries.
 - ``provided``: dataset-shipped landmarks via :mod:`au_ttt.data.landmark_files` (49/66-point schemes put
   NaN where a 68-point index has no counterpart).
 
@@ -54,7 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Backend = Literal["dlib", "face_alignment", "provided"]
-# File names face_alignment 1.5.0 looks up in torch.hub.get_dir()/checkpoints (environment.md §3).
+# File names face_alignment 1.5.0 looks up in torch.hub.get_dir()/checkpoints (1adrianb/face-alignment model URLs).
 FAN_WEIGHTS = "2DFAN4-11f355bf06.pth.tar"
 S3FD_WEIGHTS = "s3fd-619a316812.pth"
 # Points that must be present for a usable face: both eyes (alignment and AU centres need them).
@@ -66,10 +68,10 @@ class LandmarkConfig:
     """Section ``landmarks`` of config.yaml."""
 
     backend: Backend = "dlib"              # dlib: offline weights; face_alignment needs FAN weights placed
-    dlib_upsample: int = 1                 # HOG upsampling; 1 finds 80×80 faces (environment.md §4)
+    dlib_upsample: int = 1                 # HOG window is 80×80 px; each upsampling halves the smallest face found
     fa_detector: Literal["sfd", "dlib"] = "sfd"  # face_alignment's default detector is S3FD
     fa_flip_input: bool = True             # face_alignment 1.5.0 default (averages a mirrored pass)
-    fa_compile: bool = False               # torch.compile costs 55 s on CPU for 8% speed (environment.md §3)
+    fa_compile: bool = False               # torch.compile costs 55 s on CPU for 8% speed (measured)
     device: str = "cpu"
 
 

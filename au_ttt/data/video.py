@@ -1,7 +1,7 @@
 """DISFA left-camera videos → one JPEG per frame, ``{out}/SN###/{t}.jpg`` with t 0-based.
 
 Frame t is line t of the subject's label files (ME-GraphAU's convention: ``0.png`` is the first frame of
-``LeftVideoSN001_comp.avi``; maintainer, ME-GraphAU issue #2; protocol.md §2.2). Decoding uses
+``LeftVideoSN001_comp.avi``; maintainer, CVI-SZU/ME-GraphAU issue #2). Decoding uses
 ``cv2.VideoCapture`` (FFMPEG backend). Each subject is decoded into a hidden temp folder beside its
 target (:func:`au_ttt.fileio.building_dir`), which gets a ``frames.json`` marker (frame count, size, source
 video) and is then renamed into place, so a subject folder exists only complete; a subject whose folder
