@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fa-detector", choices=("sfd", "dlib"), default=None,
                         help="face_alignment box source: S3FD or the dlib HOG box")
     parser.add_argument("--device", default=None, help="face_alignment device (cpu, cuda)")
-    parser.add_argument("--workers", type=int, default=0, help="detector processes (0: in this process)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="detector processes (0 or 1: in this process); they die with this command")
     parser.add_argument("--compare-to", type=Path, default=None,
                         help="reference landmark file of the same index (e.g. --backend provided output)")
 

@@ -311,15 +311,16 @@ def config_json(cfg: LandmarkConfig) -> str:
 
 def detect_index(index: pd.DataFrame, root: str | Path, cfg: LandmarkConfig, workers: int = 0,
                  progress: bool = True, chunk: int = 64) -> LandmarkSet:
-    """:func:`run_backend` with ``cfg``'s backend, over ``workers`` processes when > 0 (dlib is
-    single-threaded: a raw BP4D frame takes ~0.1–0.5 s, so 146k frames want several cores).
+    """:func:`run_backend` with ``cfg``'s backend, over ``workers`` processes when ≥ 2 (dlib is
+    single-threaded: a raw BP4D frame takes ~0.1–0.5 s, so 146k frames want several cores); 0 or 1 runs
+    in this process (a pool of one would only add a process).
 
     Workers die with this process (kill -9, SIGTERM, Ctrl-C): :mod:`au_ttt.data.workers`.
     """
     settings = config_json(cfg)
     if len(index) == 0:      # an empty shard: no detector to load
         return _assemble([], index, cfg.backend, settings)
-    if workers <= 0:
+    if workers <= 1:
         return run_backend(index, root, make_backend(cfg), cfg.backend, progress, settings)
     from tqdm import tqdm
 
