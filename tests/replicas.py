@@ -99,3 +99,32 @@ def write_disfa_replica(root: Path, subjects: Sequence[str] | None = None, n_fra
     for subject in subjects:
         write_disfa_labels(root, subject, {au: [(t + au) % 6 for t in range(n_frames)] for au in DISFA_AUS})
         write_disfa_video(root, subject, n_frames)
+
+
+# ------------------------------------------------------------------ data-stage helpers (shards, faults)
+def tiny_synthau(out: Path, bp4d_frames: int = 3, disfa_frames: int = 3, tasks: int = 1) -> Path:
+    """The smallest SynthAU (1 subject per part, i.e. 3 per dataset) with real rendered faces and the
+    landmark files both datasets ship; returns ``out``."""
+    from au_ttt.data.synth import generate_synthau
+
+    generate_synthau(out, seed=0, subjects_per_part=1, bp4d_tasks=tasks, bp4d_frames=bp4d_frames,
+                     disfa_frames=disfa_frames, progress=False)
+    return out
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (relative path → bytes): compares whole output folders exactly."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def damage_image(path: Path, how: str) -> None:
+    """Make an image file 'empty' (0 bytes), 'truncated' (first half kept) or 'text' (not an image)."""
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "text":
+        path.write_bytes(b"this is not an image\n")
+    else:
+        raise ValueError(how)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
 from au_ttt.data.align import (
+    CROP_STATUS,
+    REPORT_FILE,
     TEMPLATE_68,
     AlignConfig,
     align_face,
@@ -88,8 +92,12 @@ def _store(tmp_path, n_ok: int = 2):
 
 def test_write_crops_skips_and_counts_failed_frames(tmp_path) -> None:
     index, lms = _store(tmp_path)
-    counts = write_crops(index, tmp_path / "raw", lms, tmp_path / "crops", progress=False)
-    assert counts == {"frames": 3, "written": 2, "skipped_no_landmarks": 1, "skipped_no_fit": 0}
+    report = write_crops(index, tmp_path / "raw", lms, tmp_path / "crops", progress=False)
+    counts = {k: report[k] for k in ("frames", *CROP_STATUS)}
+    assert counts == {"frames": 3, "written": 2, "skipped_no_landmarks": 1, "skipped_no_fit": 0,
+                      "skipped_bad_image": 0}
+    assert report["bad_image_frames"] == [] and report["config"]["size"] == 256 and report["subjects"] is None
+    assert json.loads((tmp_path / "crops" / REPORT_FILE).read_text()) == report
     assert crop_path(tmp_path / "crops", "S1/T1/0.png").name == "0.jpg"
     assert cv2.imread(str(crop_path(tmp_path / "crops", "S1/T1/1.png"))).shape == (256, 256, 3)
     assert not crop_path(tmp_path / "crops", "S1/T1/2.png").exists()
@@ -98,3 +106,42 @@ def test_write_crops_skips_and_counts_failed_frames(tmp_path) -> None:
     np.testing.assert_allclose(aligned.points[1], template_points(), atol=1e-3)
     with pytest.raises(InputError, match="another frame index"):
         load_aligned(tmp_path / "crops", index.iloc[:2])
+
+
+def test_bad_images_are_skipped_named_and_the_old_store_survives_a_failure(tmp_path, monkeypatch) -> None:
+    index, lms = _store(tmp_path)
+    lms.success[2] = True                                           # all three have landmarks now
+    write_crops(index, tmp_path / "raw", lms, tmp_path / "crops", progress=False)
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "crops").rglob("*")) if p.is_file()}
+    (tmp_path / "raw" / "S1/T1/0.png").write_bytes(b"")             # empty
+    raw1 = tmp_path / "raw" / "S1/T1/1.png"
+    raw1.write_bytes(raw1.read_bytes()[:200])                       # truncated
+    lms.image_error[2] = 4                                          # landmark stage found it not an image
+    report = write_crops(index, tmp_path / "raw", lms, tmp_path / "crops", progress=False)
+    assert report["written"] == 0 and report["skipped_bad_image"] == 3
+    assert report["bad_image_frames"] == [{"image": "S1/T1/0.png", "reason": "empty"},
+                                          {"image": "S1/T1/1.png", "reason": "truncated"},
+                                          {"image": "S1/T1/2.png", "reason": "not_an_image"}]
+    aligned = load_aligned(tmp_path / "crops", index)
+    assert not aligned.valid.any() and aligned.status.tolist() == [3, 3, 3]
+    assert aligned.image_error.tolist() == [2, 3, 4]
+    assert not list((tmp_path / "crops" / "images").rglob("*.jpg"))  # no grey crop, no stale old crop
+    # a run that dies half-way leaves the previous complete store untouched and no temporary behind
+    _store(tmp_path)                                                # undamaged images again
+    lms.image_error[:] = 0
+    write_crops(index, tmp_path / "raw", lms, tmp_path / "crops", progress=False)
+    done = {p: p.read_bytes() for p in sorted((tmp_path / "crops").rglob("*")) if p.is_file()}
+    assert done == before                                           # same inputs, same bytes
+    calls = []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return align_face(*args, **kwargs)
+
+    monkeypatch.setattr("au_ttt.data.align.align_face", dying)
+    with pytest.raises(RuntimeError, match="killed"):
+        write_crops(index, tmp_path / "raw", lms, tmp_path / "crops", progress=False)
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "crops").rglob("*")) if p.is_file()} == done
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crops", "raw"]

@@ -87,12 +87,43 @@ def test_face_alignment_missing_weights_is_a_clear_error(tmp_path, monkeypatch) 
     assert FAN_WEIGHTS in str(err.value) and S3FD_WEIGHTS not in str(err.value)
 
 
-def test_unreadable_image_names_the_file(tmp_path) -> None:
-    (tmp_path / "ok").mkdir()
-    (tmp_path / "ok" / "broken.jpg").write_bytes(b"not a jpeg")
-    index = tiny_index(["ok/broken.jpg"])
-    with pytest.raises(InputError, match=r"ok/broken\.jpg"):
-        run_backend(index, tmp_path, lambda img: None, "dummy", progress=False)
+def write_bad_images(folder) -> list[str]:
+    """good.jpg, then a missing, an empty, a truncated and a non-image file (in that order)."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _, buf = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    (folder / "good.jpg").write_bytes(buf.tobytes())
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "cut.jpg").write_bytes(buf.tobytes()[: len(buf) // 2])
+    (folder / "text.jpg").write_bytes(b"not a jpeg at all")
+    return ["ok/good.jpg", "ok/absent.jpg", "ok/empty.jpg", "ok/cut.jpg", "ok/text.jpg"]
+
+
+def test_bad_images_are_named_exclusions_not_a_stop(tmp_path) -> None:
+    from au_ttt.data.landmarks import FrameLandmarks, landmarks_report
+
+    images = write_bad_images(tmp_path / "ok")
+    index = tiny_index(images)
+    seen = []
+
+    def backend(img):
+        seen.append(img.shape)
+        return FrameLandmarks(np.zeros((68, 2), np.float32), 1.0, True)
+
+    lms = run_backend(index, tmp_path, backend, "dummy", progress=False)
+    assert seen == [(40, 48, 3)]                                      # only the good image reached it
+    assert lms.success.tolist() == [True, False, False, False, False]
+    assert lms.image_error.tolist() == [0, 1, 2, 3, 4]                # missing, empty, truncated, not an image
+    report = landmarks_report(lms, index)
+    assert report["bad_images"] == 4 and report["no_face"] == 0 and report["detected"] == 1
+    assert report["bad_images_by_reason"] == {"missing": 1, "empty": 1, "truncated": 1, "not_an_image": 1}
+    assert report["bad_image_frames"] == [{"image": "ok/absent.jpg", "reason": "missing"},
+                                          {"image": "ok/empty.jpg", "reason": "empty"},
+                                          {"image": "ok/cut.jpg", "reason": "truncated"},
+                                          {"image": "ok/text.jpg", "reason": "not_an_image"}]
+    save_landmarks(tmp_path / "lm.npz", lms)                          # the codes survive the file
+    assert load_landmarks(tmp_path / "lm.npz", index).image_error.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_landmark_file_round_trip_and_stale_index(tmp_path) -> None:
@@ -106,7 +137,7 @@ def test_landmark_file_round_trip_and_stale_index(tmp_path) -> None:
     assert back.success.tolist() == [True, False] and back.backend == "dlib"
     assert back.report()["detection_rate"] == 0.5
     other = tiny_index(["a.jpg", "c.jpg"])
-    with pytest.raises(InputError, match="different frame index"):
+    with pytest.raises(InputError, match="another frame index or shard"):
         load_landmarks(tmp_path / "lm.npz", other)
 
 
@@ -144,10 +175,13 @@ def test_process_pool_gives_the_same_rows_in_order(tmp_path, astronaut) -> None:
 
     cv2.imwrite(str(tmp_path / "face.png"), astronaut[:, :, ::-1])
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((100, 100, 3), 90, np.uint8))
-    index = tiny_index(["face.png", "blank.png", "face.png"])
+    bad = write_bad_images(tmp_path / "ok")[1:]
+    index = tiny_index(["face.png", "blank.png", *bad, "face.png"])
     cfg = LandmarkConfig(backend="dlib", dlib_upsample=0)
     serial = detect_index(index, tmp_path, cfg, workers=0, progress=False)
-    pooled = detect_index(index, tmp_path, cfg, workers=1, progress=False, chunk=1)
-    assert pooled.success.tolist() == [True, False, True] == serial.success.tolist()
+    pooled = detect_index(index, tmp_path, cfg, workers=2, progress=False, chunk=2)
+    assert pooled.success.tolist() == [True, False, False, False, False, False, True] == serial.success.tolist()
+    assert pooled.image_error.tolist() == [0, 0, 1, 2, 3, 4, 0] == serial.image_error.tolist()
     np.testing.assert_array_equal(pooled.points, serial.points)
     assert pooled.index_hash == serial.index_hash == index_hash(index)
+    assert pooled.settings == serial.settings and '"backend": "dlib"' in pooled.settings

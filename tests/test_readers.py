@@ -178,6 +178,24 @@ def test_disfa_corrupt_and_missing_video(tmp_path: Path):
         video.extract_disfa_frames(tmp_path / "nowhere", tmp_path / "frames", progress=False)
 
 
+def test_disfa_subject_without_video_is_a_counted_zero_frame_subject(disfa: Path, tmp_path: Path, capsys):
+    frames = tmp_path / "frames"
+    write_disfa_labels(disfa, "SN004", _intensities(3))                  # labels, but no video (part 1)
+    with pytest.raises(InputError, match=r"no left-camera video for SN004.*--missing-ok"):
+        _run_cli("frames", "--root", str(disfa), "--out", str(frames), "--subjects", "SN004", "--no-progress")
+    assert not (frames / "SN004").exists()
+    assert _run_cli("frames", "--root", str(disfa), "--out", str(frames), "--subjects", "SN004", "SN002",
+                    "--missing-ok", "--no-progress") == 0
+    assert "SN004: 0 frames (no video" in capsys.readouterr().out
+    assert video.read_marker(frames / "SN004") == {"video": None, "frames": 0, "status": "no video"}
+    video.extract_disfa_frames(disfa, frames, progress=False)            # the other subjects
+    df, report = read_disfa(disfa, frames, progress=False)
+    assert "SN004" not in set(df.subject) and report.excluded["beyond_video"] == 3 + 1  # + SN013's short video
+    write_disfa_video(disfa, "SN004", 3)                                 # the video turns up: decoded now
+    again = video.extract_disfa_frames(disfa, frames, subjects=["SN004"], progress=False)
+    assert again["SN004"] == {"frames": 3, "status": "decoded"}
+
+
 def test_disfa_index_rules(disfa: Path, tmp_path: Path):
     frames = tmp_path / "frames"
     video.extract_disfa_frames(disfa, frames, progress=False)

@@ -1,13 +1,15 @@
 """Dataset preparation: check a licensed copy, decode DISFA videos to frames, build the frame index and folds.
 
-  au-ttt data frames --root DISFA_ROOT --out FRAMES_DIR
+  au-ttt data frames --root DISFA_ROOT --out FRAMES_DIR [--subjects SN001 …] [--force] [--missing-ok]
   au-ttt data index --dataset {bp4d,disfa} --root DIR [--frames DIR] --out index.parquet
   au-ttt data check --dataset {bp4d,disfa} --root DIR [--frames DIR] [--full] [--sample N] [--out report.json]
 
-``index`` writes the index, ``<name>.report.json`` (every exclusion counted) and ``folds.json`` (folds named
-by test part, with training occurrence rates and class weights) into the folder of ``--out``. ``check``
-compares a licensed copy with the published protocol before any compute (exit 0 = matches, 1 = mismatches;
-rules in :mod:`au_ttt.data.check`).
+``frames`` builds each subject folder beside its target and renames it into place (a killed run leaves
+the previous complete folder or none; its temporaries are swept by the next run). ``index`` writes the
+index, ``<name>.report.json`` (every exclusion counted; zero-byte frame files excluded and named) and
+``folds.json`` (folds named by test part, with training occurrence rates and class weights) into the
+folder of ``--out``. ``check`` compares a licensed copy with the published protocol before any compute
+(exit 0 = matches, 1 = mismatches; rules in :mod:`au_ttt.data.check`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     frames.add_argument("--out", type=Path, required=True, help="frames folder (one SN### folder per video)")
     frames.add_argument("--subjects", nargs="+", default=None, help="only these subjects (default: all)")
     frames.add_argument("--force", action="store_true", help="re-decode subjects that are already done")
+    frames.add_argument("--missing-ok", action="store_true",
+                        help="a --subjects entry without a video becomes a 0-frame subject (counted by `data "
+                             "index`) instead of an error")
     frames.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     index = sub.add_parser("index", help="build THE FRAME INDEX (parquet) plus report and folds.json",
@@ -111,7 +116,7 @@ def _frames(args: argparse.Namespace) -> int:
     from au_ttt.data.video import extract_disfa_frames
 
     result = extract_disfa_frames(args.root, args.out, force=args.force, subjects=args.subjects,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, missing_ok=args.missing_ok)
     for subject, info in result.items():
         files = [p for au in DISFA_AUS if (p := label_path(args.root, subject, au)).is_file()]
         lines = max((sum(1 for ln in p.read_text().splitlines() if ln.strip()) for p in files), default=None)

@@ -1,6 +1,7 @@
 """Similarity-aligned face crops: landmarks → canonical 68-point template → square crop (256 px default).
 
-Geometry follows FG-Net's FFHQ-style ``image_align`` (protocol.md §2.3): the crop side is
+Geometry follows FG-Net's FFHQ-style ``image_align`` (ihp-lab/SEMPI data/engagement/code/utils.py, which the FG-Net
+maintainer names as the BP4D/DISFA cropping code in ihp-lab/FG-Net issue #3): the crop side is
 2·max(2·|eye-to-eye|, 1.8·|eye-to-mouth|) and its centre is the eye midpoint moved 0.1·eye-to-mouth towards
 the mouth — evaluated once on the template, so every frame lands on the same canonical layout. Instead of
 FFHQ's 3-point construction we fit a least-squares similarity (Umeyama) to all finite non-jaw points
@@ -9,20 +10,32 @@ FFHQ's 3-point construction we fit a least-squares similarity (Umeyama) to all f
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from au_ttt.data.landmarks import LandmarkSet, atomic_save_npz, index_hash, read_image
+from au_ttt.data.images import ImageError, read_image
+from au_ttt.data.landmarks import LandmarkSet
+from au_ttt.data.rowfiles import (
+    atomic_save_npz,
+    bad_image_summary,
+    image_error_code,
+    index_hash,
+    read_subjects,
+    stale_message,
+    subjects_array,
+)
 from au_ttt.errors import InputError
-from au_ttt.fileio import atomic_write_json
+from au_ttt.fileio import atomic_write_json, building_dir
 
 __all__ = [
-    "ALIGNED_FILE", "ALIGN_POINTS", "TEMPLATE_68", "AlignConfig", "AlignedSet", "align_face", "crop_path",
-    "estimate_similarity", "load_aligned", "template_points", "write_crops",
+    "ALIGNED_FILE", "ALIGN_POINTS", "CROP_STATUS", "REPORT_FILE", "TEMPLATE_68", "AlignConfig", "AlignedSet",
+    "align_face", "crop_path", "crops_report", "estimate_similarity", "load_aligned", "save_aligned",
+    "template_points", "write_crops",
 ]
 
 # Canonical 68-point shape, eye centres at (∓0.5, 0), unit eye-centre distance, y down. Derived once from
@@ -52,7 +65,7 @@ _MIN_POINTS = 8
 class AlignConfig:
     """Section ``crops`` of config.yaml."""
 
-    size: int = 256             # FG-Net and ME-GraphAU crop 256×256 (protocol.md §2.3)
+    size: int = 256             # FG-Net and ME-GraphAU crop 256×256 (FG-Net README; ME-GraphAU issue #2)
     eye_to_eye: float = 2.0     # FFHQ image_align: side = 2·max(2.0·|e2e|, 1.8·|e2m|)
     eye_to_mouth: float = 1.8
     em_shift: float = 0.1       # FG-Net's em_scale=0.1: centre moved 0.1·e2m from the eyes to the mouth
@@ -105,12 +118,18 @@ def align_face(image: np.ndarray, points: np.ndarray, cfg: AlignConfig = AlignCo
 
 
 # ------------------------------------------------------------------------------------------ crop store
-# Layout of a crops directory (one per dataset/landmark set):
+# Layout of a crops directory (one per dataset/landmark set, or per shard):
 #   images/<index image path, suffix .jpg>   aligned crops, JPEG
 #   aligned.npz   points (N, 68, 2) float32 aligned landmarks (NaN where skipped), valid (N,) bool,
-#                 matrix (N, 2, 3) float32 source → crop similarity, index_hash, size
-#   crops.report.json   counts (written, skipped_no_landmarks, skipped_no_fit)
+#                 matrix (N, 2, 3) float32 source → crop similarity, status (N,) int8 (CROP_STATUS),
+#                 image_error (N,) int8 (au_ttt.data.images.IMAGE_ERRORS, 1-based; 0 = fine), index_hash,
+#                 size, settings (crops config, JSON) and, for a shard, subjects
+#   crops.report.json   counts, every frame excluded for a bad image by name, shard, settings
+# The folder is built beside its target and renamed into place (au_ttt.fileio.building_dir), report
+# included, so a killed run leaves the previous complete store or none, never old and new crops mixed.
 ALIGNED_FILE = "aligned.npz"
+REPORT_FILE = "crops.report.json"
+CROP_STATUS: tuple[str, ...] = ("written", "skipped_no_landmarks", "skipped_no_fit", "skipped_bad_image")
 
 
 @dataclass
@@ -120,6 +139,17 @@ class AlignedSet:
     matrix: np.ndarray   # (N, 2, 3) float32
     index_hash: str
     size: int
+    status: np.ndarray = field(default=None)       # type: ignore[assignment]  # (N,) int8 CROP_STATUS code
+    image_error: np.ndarray = field(default=None)  # type: ignore[assignment]  # (N,) int8, 0 = image fine
+    subjects: tuple[str, ...] | None = None
+    settings: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.valid)
+        if self.status is None:
+            self.status = np.where(self.valid, 0, 1).astype(np.int8)
+        if self.image_error is None:
+            self.image_error = np.zeros(n, np.int8)
 
 
 def crop_path(crops_dir: str | Path, image: str) -> Path:
@@ -127,40 +157,75 @@ def crop_path(crops_dir: str | Path, image: str) -> Path:
     return Path(crops_dir) / "images" / Path(image).with_suffix(".jpg")
 
 
+def crops_report(aligned: AlignedSet, index: pd.DataFrame) -> dict[str, Any]:
+    """Counts per outcome and every bad-image exclusion by name (a pure function: gather reproduces it)."""
+    counts = {"frames": len(aligned.valid),
+              **{name: int((aligned.status == code).sum()) for code, name in enumerate(CROP_STATUS)}}
+    return {**counts, **bad_image_summary(aligned.image_error, index["image"]), "index_hash": aligned.index_hash,
+            "subjects": list(aligned.subjects) if aligned.subjects is not None else None,
+            "config": json.loads(aligned.settings) if aligned.settings else None}
+
+
+def save_aligned(crops_dir: Path, aligned: AlignedSet, index: pd.DataFrame) -> dict[str, Any]:
+    """Write ``aligned.npz`` and ``crops.report.json`` into ``crops_dir``; returns the report."""
+    atomic_save_npz(crops_dir / ALIGNED_FILE, points=aligned.points, valid=aligned.valid, matrix=aligned.matrix,
+                    status=aligned.status, image_error=aligned.image_error,
+                    index_hash=np.array(aligned.index_hash), size=np.array(aligned.size),
+                    settings=np.array(aligned.settings), **subjects_array(aligned.subjects))
+    report = crops_report(aligned, index)
+    atomic_write_json(crops_dir / REPORT_FILE, report)
+    return report
+
+
 def write_crops(index: pd.DataFrame, root: str | Path, lms: LandmarkSet, out_dir: str | Path,
-                cfg: AlignConfig = AlignConfig(), progress: bool = True) -> dict[str, int]:
-    """Align every row with landmarks; write JPEG crops + ``aligned.npz``; return the counts."""
+                cfg: AlignConfig = AlignConfig(), progress: bool = True) -> dict[str, Any]:
+    """Align every row with landmarks; build the crop store atomically; return its report.
+
+    A frame is skipped (counted, and named when its image is bad) when it has no landmarks, the landmarks
+    allow no fit, or its image cannot be decoded — here or already in the landmark stage.
+    """
     import cv2
     from tqdm import tqdm
 
     if lms.index_hash != index_hash(index):
-        raise InputError("landmarks were made for a different frame index; rerun `au-ttt landmarks`")
-    out_dir = Path(out_dir)
+        raise InputError("landmarks were made for a different frame index or shard; rerun `au-ttt landmarks` "
+                         "with the same --index and --subjects")
     n = len(index)
     aligned = AlignedSet(np.full((n, 68, 2), np.nan, np.float32), np.zeros(n, bool),
-                         np.full((n, 2, 3), np.nan, np.float32), lms.index_hash, cfg.size)
-    counts = {"frames": n, "written": 0, "skipped_no_landmarks": 0, "skipped_no_fit": 0}
-    for i, rel in enumerate(tqdm(index["image"].tolist(), desc="crops", disable=not progress)):
-        if not lms.success[i]:
-            counts["skipped_no_landmarks"] += 1
-            continue
-        res = align_face(read_image(Path(root) / rel), lms.points[i], cfg)
-        if res is None:
-            counts["skipped_no_fit"] += 1
-            continue
-        crop, aligned.points[i], aligned.matrix[i] = res
-        target = crop_path(out_dir, rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.tmp.jpg")
-        if not cv2.imwrite(str(tmp), crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]):
-            raise InputError(f"{target}: cannot write the crop (disk full or no permission?)")
-        os.replace(tmp, target)
-        aligned.valid[i] = True
-        counts["written"] += 1
-    atomic_save_npz(out_dir / ALIGNED_FILE, points=aligned.points, valid=aligned.valid, matrix=aligned.matrix,
-                    index_hash=np.array(aligned.index_hash), size=np.array(cfg.size))
-    atomic_write_json(out_dir / "crops.report.json", counts)
-    return counts
+                         np.full((n, 2, 3), np.nan, np.float32), lms.index_hash, cfg.size,
+                         np.zeros(n, np.int8), lms.image_error.astype(np.int8).copy(),
+                         index.attrs.get("subjects"), json.dumps(asdict(cfg), sort_keys=True))
+    status = {name: code for code, name in enumerate(CROP_STATUS)}
+    with building_dir(out_dir) as tmp:
+        made: set[Path] = set()
+        for i, rel in enumerate(tqdm(index["image"].tolist(), desc="crops", disable=not progress)):
+            if aligned.image_error[i]:
+                aligned.status[i] = status["skipped_bad_image"]
+                continue
+            if not lms.success[i]:
+                aligned.status[i] = status["skipped_no_landmarks"]
+                continue
+            try:
+                image = read_image(Path(root) / rel)
+            except ImageError as err:
+                aligned.image_error[i] = image_error_code(err)
+                aligned.status[i] = status["skipped_bad_image"]
+                continue
+            res = align_face(image, lms.points[i], cfg)
+            if res is None:
+                aligned.status[i] = status["skipped_no_fit"]
+                continue
+            crop, aligned.points[i], aligned.matrix[i] = res
+            target = crop_path(tmp, rel)
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            if not cv2.imwrite(str(target), crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]):
+                raise InputError(f"{target}: cannot write the crop (disk full or no permission?)")
+            aligned.valid[i] = True
+        (tmp / "images").mkdir(exist_ok=True)
+        report = save_aligned(tmp, aligned, index)
+    return report
 
 
 def load_aligned(crops_dir: str | Path, index: pd.DataFrame | None = None) -> AlignedSet:
@@ -169,7 +234,13 @@ def load_aligned(crops_dir: str | Path, index: pd.DataFrame | None = None) -> Al
     if not path.is_file():
         raise InputError(f"{path}: not found; make the crops with `au-ttt crops --out {crops_dir}`")
     with np.load(path) as z:
-        out = AlignedSet(z["points"], z["valid"], z["matrix"], str(z["index_hash"]), int(z["size"]))
+        files = set(z.files)
+        out = AlignedSet(z["points"], z["valid"], z["matrix"], str(z["index_hash"]), int(z["size"]),
+                         z["status"] if "status" in files else None,
+                         z["image_error"] if "image_error" in files else None, read_subjects(z),
+                         str(z["settings"]) if "settings" in files else "")
     if index is not None and out.index_hash != index_hash(index):
-        raise InputError(f"{path}: made for another frame index; rerun `au-ttt landmarks`, `au-ttt crops`")
+        raise InputError(stale_message(path, "crop store", out.index_hash, out.subjects, index,
+                                       "rerun `au-ttt landmarks` and `au-ttt crops` with the same --index and "
+                                       "--subjects"))
     return out

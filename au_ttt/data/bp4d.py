@@ -1,6 +1,6 @@
 """BP4D reader: ``AUCoding/AU_OCC/{subject}_{task}.csv`` + ``{subject}/{task}/{frame}.jpg`` → index rows.
 
-Format (protocol.md §2.1, ME-GraphAU tool/BP4D_image_label_process.py): one CSV per subject and task with
+Format (CVI-SZU/ME-GraphAU tool/BP4D_image_label_process.py): one CSV per subject and task with
 a header row; the first column is the frame number, the others are named by AU number ('1', '2', …, more
 AUs than the 12 used). Values are 0, 1 or 9 (unknown → -1). Frame images are not zero-padded
 (``F001/T1/2440.jpg``) and live under the image root (``--frames``, default the BP4D root). What happens
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from au_ttt.data.frame_index import IndexReport, finalize_index, list_images, subject_part
+from au_ttt.data.frame_index import IndexReport, finalize_index, scan_images, subject_part
 from au_ttt.data.protocol import BP4D_AUS
 from au_ttt.errors import InputError
 
@@ -41,7 +41,7 @@ def read_occurrence_csv(path: Path) -> pd.DataFrame:
     return table
 
 
-def _read_sequence(path: Path, subject: str, task: str, part: int, images: set[str],
+def _read_sequence(path: Path, subject: str, task: str, part: int, images: tuple[set[str], set[str]],
                    report: IndexReport) -> pd.DataFrame | None:
     table = read_occurrence_csv(path)
     n = len(table)
@@ -63,10 +63,14 @@ def _read_sequence(path: Path, subject: str, task: str, part: int, images: set[s
             report.mark_unknown("label_9", col, int(unknown.sum()), f"{subject}/{task}/{first}")
         labels[:, j] = np.where(unknown, -1, values).astype(np.int8)
     frames = table.index.to_numpy()
-    has_image = np.array([f"{f}.jpg" in images for f in frames], dtype=bool)
-    if (~has_image).any():
-        first = frames[~has_image][0]
-        report.exclude("missing_image", int((~has_image).sum()), f"{subject}/{task}/{first}.jpg")
+    present, empty = images
+    has_image = np.array([f"{f}.jpg" in present for f in frames], dtype=bool)
+    is_empty = np.array([f"{f}.jpg" in empty for f in frames], dtype=bool)
+    report.exclude_files("empty_image", [f"{subject}/{task}/{f}.jpg" for f in frames[is_empty]])
+    missing = ~has_image & ~is_empty
+    if missing.any():
+        first = frames[missing][0]
+        report.exclude("missing_image", int(missing.sum()), f"{subject}/{task}/{first}.jpg")
     if not has_image.any():
         return None
     frames = frames[has_image]
@@ -99,7 +103,7 @@ def read_bp4d(root: str | Path, frames_root: str | Path | None = None, allow_unk
         if part is None:
             report.exclude("unknown_subject", len(read_occurrence_csv(path)), path.name, sequences=1)
             continue
-        seq = _read_sequence(path, subject, task, part, list_images(image_root / subject / task), report)
+        seq = _read_sequence(path, subject, task, part, scan_images(image_root / subject / task), report)
         if seq is not None:
             parts.append(seq)
     return finalize_index(parts, "bp4d", report), report

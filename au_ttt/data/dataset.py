@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from au_ttt.data.align import crop_path, load_aligned
 from au_ttt.data.heatmaps import HeatmapConfig, load_centre_cache, location_maps, signed_targets
-from au_ttt.data.landmarks import read_image
+from au_ttt.data.images import read_image
 from au_ttt.data.protocol import AUS, train_parts
 from au_ttt.data.transforms import PhotometricTransform, apply_centres, apply_image, sample_geometry
 from au_ttt.errors import InputError

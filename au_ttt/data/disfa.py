@@ -1,6 +1,6 @@
 """DISFA reader: ``ActionUnit_Labels/SN###/SN###_au{N}.txt`` + decoded left-camera frames → index rows.
 
-Format (protocol.md §2.2, ME-GraphAU tool/DISFA_image_label_process.py): one file per subject and AU,
+Format (CVI-SZU/ME-GraphAU tool/DISFA_image_label_process.py): one file per subject and AU,
 one ``frame,intensity`` line per video frame, intensity 0–5; occurrence = intensity ≥ 2; AUs 1, 2, 4, 6,
 9, 12, 25, 26. Line t (0-based) is video frame t and image ``SN###/{t}.jpg`` under the frames folder
 written by ``au-ttt data frames`` (the frame number written in the file is not used, as in ME-GraphAU).
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from au_ttt.data.frame_index import IndexReport, finalize_index, list_images, subject_part
+from au_ttt.data.frame_index import IndexReport, finalize_index, scan_images, subject_part
 from au_ttt.data.protocol import DISFA_AUS, DISFA_OCCURRENCE_THRESHOLD
 from au_ttt.data.video import read_marker
 from au_ttt.errors import InputError
@@ -115,9 +115,11 @@ def _subject_rows(subject: str, part: int, labels: np.ndarray, frame_dir: Path,
     if n_video is not None and n_video < n:
         report.exclude("beyond_video", n - n_video, f"{subject}: {n} label lines, video has {n_video} frames")
         keep[n_video:] = False
-    images = list_images(frame_dir)
-    has_image = np.array([f"{i}.jpg" in images for i in t], dtype=bool)
-    missing = keep & ~has_image
+    present, empty = scan_images(frame_dir)
+    has_image = np.array([f"{i}.jpg" in present for i in t], dtype=bool)
+    is_empty = keep & np.array([f"{i}.jpg" in empty for i in t], dtype=bool)
+    report.exclude_files("empty_image", [f"{subject}/{i}.jpg" for i in t[is_empty]])
+    missing = keep & ~has_image & ~is_empty
     if missing.any():
         report.exclude("missing_image", int(missing.sum()), f"{subject}/{int(t[missing][0])}.jpg")
     keep &= has_image

@@ -5,12 +5,14 @@ holding 1 (present), 0 (absent) or -1 (unknown/missing). ``image`` is relative t
 is stored in the parquet metadata (key ``au_ttt``) and in the report JSON, and put in ``df.attrs`` by
 :func:`load_index`.
 
-Folds are named by their test part (1, 2, 3; protocol.md §1.3). The two published numberings map to test
+Folds are named by their test part (1, 2, 3; parts as in CVI-SZU/ME-GraphAU tool/*_image_label_process.py). The
+two published numberings map to test
 parts as follows — ME-GraphAU/MDHR/JAA-Net fold k: 1→part 3, 2→part 2, 3→part 1; FG-Net fold k
 (``labels/k/test.csv``): 0→part 1, 1→part 2, 2→part 3. ``folds.json`` records both for every fold.
 
 Occurrence rate r_i = frames with label 1 / frames with a known label (0 or 1) of AU i, over the TRAINING
-parts only; class weight w_i = N·(1/r_i)/Σ_j(1/r_j) (protocol.md §4.1: ME-GraphAU, JAA-Net). With no
+parts only; class weight w_i = N·(1/r_i)/Σ_j(1/r_j) (ME-GraphAU tool/*_calculate_AU_class_weights.py, PyTorch-JAANet
+dataset/write_AU_weight.py). With no
 unknown labels this is exactly ME-GraphAU's r_i = positives / training frames. A zero or undefined rate
 raises an InputError naming AU and fold (:func:`class_weights`); ``folds.json`` then stores null weights
 and the message for that fold, and the index report lists it under ``warnings``.
@@ -18,12 +20,18 @@ and the message for that fold, and the index report lists it under ``warnings``.
 Rules for imperfect data (every case is counted in ``index.report.json`` and printed; none is silent):
 
 - frame image missing → row excluded (``missing_image``);
+- frame image of zero bytes → row excluded (``empty_image``), every such file named under
+  ``excluded_images`` in the report. This costs one ``stat`` per file while listing each folder once
+  (:func:`scan_images`), and it is the only damage that can be seen without decoding: a zero-byte file
+  is as absent as a missing one. Truncated or non-image files need a full decode, which the ``landmarks``
+  and ``crops`` stages do anyway (:func:`au_ttt.data.images.read_image`); they exclude and name them;
 - DISFA label line beyond the decoded video's length → row excluded (``beyond_video``);
 - DISFA label files of one subject with different lengths → the subject has as many frames as its longest
   file; the missing tail of a shorter file is -1 (``short_label_file``, counted per AU);
 - label file (DISFA) or CSV column (BP4D) missing for an AU → that AU is -1 for the subject/sequence
   (``missing_label_file``); a DISFA subject with no label file at all contributes no rows;
-- BP4D label 9 → -1 (``label_9``), as OpenGraphAU and JAA-Net treat it (protocol.md §2.1);
+- BP4D label 9 → -1 (``label_9``), as OpenGraphAU (ME-GraphAU OpenGraphAU/tool/dataset_process.py) and JAA-Net
+  (PyTorch-JAANet util.py ``missing_label``) treat it;
 - subject not in a published part → InputError naming subject and file, unless
   ``allow_unknown_subjects``: then its frames are excluded (``unknown_subject``);
 - unreadable or malformed label file (bad CSV, value outside the dataset's label set) → InputError naming
@@ -55,7 +63,7 @@ from au_ttt.fileio import atomic_write, atomic_write_json, umask_mode
 
 __all__ = [
     "BASE_COLUMNS", "META_KEY", "IndexReport", "class_weights", "finalize_index", "fold_split",
-    "fold_summary", "list_images", "load_index", "occurrence_rates", "report_path", "subject_part",
+    "fold_summary", "list_images", "load_index", "occurrence_rates", "report_path", "scan_images", "subject_part",
     "umask_mode", "write_index",
 ]
 
@@ -74,6 +82,7 @@ class IndexReport:
     excluded_units: Counter = field(default_factory=Counter)             # "reason (subjects)" -> count
     unknown: dict = field(default_factory=lambda: defaultdict(Counter))  # reason -> AU column -> labels
     examples: dict = field(default_factory=lambda: defaultdict(list))    # reason -> a few examples
+    named: dict = field(default_factory=lambda: defaultdict(list))       # reason -> every file (bad images)
 
     def exclude(self, reason: str, frames: int, example: str, subjects: int = 0, sequences: int = 0) -> None:
         self.excluded[reason] += int(frames)
@@ -82,6 +91,12 @@ class IndexReport:
         if sequences:
             self.excluded_units[f"{reason} (sequences)"] += sequences
         self._example(reason, example)
+
+    def exclude_files(self, reason: str, files: list[str]) -> None:
+        """Exclude one row per file and name every file in the report (for damaged images)."""
+        if files:
+            self.exclude(reason, len(files), files[0])
+            self.named[reason].extend(files)
 
     def mark_unknown(self, reason: str, au_col: str, labels: int, example: str) -> None:
         self.unknown[reason][au_col] += int(labels)
@@ -97,6 +112,7 @@ class IndexReport:
             "excluded_units": dict(sorted(self.excluded_units.items())),
             "unknown_labels": {r: dict(sorted(c.items())) for r, c in sorted(self.unknown.items())},
             "examples": {r: list(v) for r, v in sorted(self.examples.items())},
+            "excluded_images": {r: list(v) for r, v in sorted(self.named.items())},
         }
 
     def summary(self) -> list[str]:
@@ -127,6 +143,22 @@ def list_images(folder: Path) -> set[str]:
         return set(os.listdir(folder))
     except FileNotFoundError:
         return set()
+
+
+def scan_images(folder: Path) -> tuple[set[str], set[str]]:
+    """(names of non-empty files, names of zero-byte files) in ``folder``; both empty if it does not exist."""
+    present, empty = set(), set()
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    size = entry.stat().st_size
+                except FileNotFoundError:      # removed while we listed
+                    continue
+                (present if size > 0 else empty).add(entry.name)
+    except FileNotFoundError:
+        pass
+    return present, empty
 
 
 def finalize_index(parts: list[pd.DataFrame], dataset: str,

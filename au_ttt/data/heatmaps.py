@@ -1,7 +1,7 @@
 """AU RoI heatmaps from FG-Net's landmark-anchored centres: label-free location masks and signed targets.
 
 Per AU, each of its two centres (:func:`au_centres`) contributes a Gaussian exp(−d²/2σ²), zeroed below 0.01
-and capped at 1 (FG-Net ``add_noise``; protocol.md §3.2). The **location mask** is the capped sum of the two,
+and capped at 1 (ihp-lab/FG-Net code/data_utils.py ``add_noise``). The **location mask** is the capped sum of the two,
 in [0, 1]: it tells the AU RoI TTT branch where to look and needs no label. The **signed target** adds the
 Gaussians when the AU is active and subtracts them when inactive, clipped to [−1, 1] — i.e. ±location mask;
 a missing label gives a zero map (and a False label mask).
@@ -29,13 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from au_ttt.data.au_regions import AU_CENTRE_RULES, au_centres
-from au_ttt.data.landmarks import atomic_save_npz
+from au_ttt.data.rowfiles import atomic_save_npz
 from au_ttt.errors import InputError
-from au_ttt.fileio import atomic_write_json
+from au_ttt.fileio import atomic_write_json, building_dir
 
 __all__ = [
     "CACHE_AUS", "CACHE_FILE", "MANIFEST_FILE", "HeatmapConfig", "build_centre_cache", "cache_key",
-    "load_centre_cache", "location_maps", "signed_targets", "write_centre_cache",
+    "load_cache_manifest", "load_centre_cache", "location_maps", "save_centre_cache", "signed_targets",
+    "write_centre_cache",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ _FORMAT = 1
 class HeatmapConfig:
     """Section ``heatmaps`` of config.yaml."""
 
-    crop_size: int = 256           # aligned crop side (FG-Net, ME-GraphAU: protocol.md §2.3)
+    crop_size: int = 256           # aligned crop side (FG-Net README; ME-GraphAU issue #2)
     input_size: int = 224          # random/centre crop given to the model (ME-GraphAU image_train/test)
     patch_size: int = 16           # ViT patch: the RoI mask grid is input_size / patch_size = 14
     sigma_frac: float = 20 / 128   # FG-Net sigma 20 px on its 128 px heatmap of a 256 crop (sigma: 20.0)
@@ -116,26 +117,46 @@ def cache_key(aligned: np.ndarray, valid: np.ndarray, aus: tuple[int, ...], cfg:
 
 
 def write_centre_cache(out_dir: str | Path, aligned: np.ndarray, valid: np.ndarray, cfg: HeatmapConfig,
-                       index_hash: str, aus: tuple[int, ...] = CACHE_AUS) -> dict:
-    """Write ``au_centres.npz`` + ``manifest.json`` into ``out_dir``; returns the manifest.
+                       index_hash: str, aus: tuple[int, ...] = CACHE_AUS,
+                       subjects: tuple[str, ...] | None = None) -> dict:
+    """Build ``au_centres.npz`` + ``manifest.json`` and put them in place as folder ``out_dir``, atomically.
 
     By default every AU with a centre rule is cached, so one cache serves a dataset's own AUs and the
-    other dataset's AUs (cross-domain RoI masks) alike.
+    other dataset's AUs (cross-domain RoI masks) alike. ``subjects`` marks a shard's cache.
     """
-    out_dir = Path(out_dir)
     centres = build_centre_cache(aligned, valid, aus)
+    return save_centre_cache(out_dir, centres, aligned, valid, cfg, index_hash, aus, subjects)
+
+
+def save_centre_cache(out_dir: str | Path, centres: np.ndarray, aligned: np.ndarray, valid: np.ndarray,
+                      cfg: HeatmapConfig, index_hash: str, aus: tuple[int, ...],
+                      subjects: tuple[str, ...] | None = None) -> dict:
+    """Write already computed ``centres`` as cache folder ``out_dir`` (built aside, renamed into place)."""
     nan_centres = int((~np.isfinite(centres[valid]).all(-1)).sum())
     manifest = {
         "format": _FORMAT, "key": cache_key(aligned, valid, aus, cfg), "index_hash": index_hash,
+        "subjects": list(subjects) if subjects is not None else None,
         "aus": list(aus), "frames": len(valid), "valid_frames": int(valid.sum()),
         "excluded_frames": int((~valid).sum()), "nan_centres": nan_centres, "params": asdict(cfg),
         "content": "aligned FG-Net AU centres (N, n_AU, 2, 2) float32, crop px; maps rendered per sample",
     }
-    atomic_save_npz(out_dir / CACHE_FILE, centres=centres, aus=np.array(aus), key=np.array(manifest["key"]))
-    atomic_write_json(out_dir / MANIFEST_FILE, manifest)
+    with building_dir(out_dir) as tmp:
+        atomic_save_npz(tmp / CACHE_FILE, centres=centres, aus=np.array(aus), key=np.array(manifest["key"]))
+        atomic_write_json(tmp / MANIFEST_FILE, manifest)
     if nan_centres:
         log.warning("%d AU centres are NaN (landmarks missing); their maps will be empty", nan_centres)
     return manifest
+
+
+def load_cache_manifest(cache_dir: str | Path) -> dict:
+    """``manifest.json`` of a cache folder (InputError naming the file when absent or unreadable)."""
+    path = Path(cache_dir) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: heatmap cache manifest not found; build it with `au-ttt heatmaps`") from None
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: unreadable manifest ({err}); rerun `au-ttt heatmaps`") from None
 
 
 def load_centre_cache(cache_dir: str | Path, aligned: np.ndarray, valid: np.ndarray, aus: tuple[int, ...],

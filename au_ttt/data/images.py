@@ -22,11 +22,25 @@ import numpy as np
 
 from au_ttt.errors import InputError
 
-__all__ = ["ImageError", "read_image", "to_rgb8"]
+__all__ = ["IMAGE_ERRORS", "ImageError", "read_image", "to_rgb8"]
 
 
 class ImageError(InputError):
-    """An image file is missing, empty, truncated or not an image; the message names it."""
+    """An image file is missing, empty, truncated or not an image; the message names it.
+
+    ``reason`` is one of :data:`IMAGE_ERRORS` (stages count excluded frames by it).
+    """
+
+    def __init__(self, message: str, reason: str = "damaged") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):  # keep the reason across processes (pickle rebuilds from args alone)
+        return type(self), (str(self), self.reason)
+
+
+# Why a frame's image could not be used, in the order stages store them as codes 1, 2, … (0 = no error).
+IMAGE_ERRORS: tuple[str, ...] = ("missing", "empty", "truncated", "not_an_image", "damaged")
 
 
 def to_rgb8(image) -> np.ndarray:
@@ -55,9 +69,10 @@ def read_image(path: str | Path) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise ImageError(f"{path}: image not found; check the image root (--root) and the index's image column")
+        raise ImageError(f"{path}: image not found; check the image root (--root) and the index's image column",
+                         "missing")
     if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file (0 bytes); re-copy or re-extract it from the original data")
+        raise ImageError(f"{path}: empty file (0 bytes); re-copy or re-extract it from the original data", "empty")
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # another library switched PIL to padding damaged files silently
         ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
@@ -67,8 +82,10 @@ def read_image(path: str | Path) -> np.ndarray:
             return to_rgb8(upright)
     except UnidentifiedImageError as err:
         raise ImageError(f"{path}: not an image file PIL can read ({err}); remove it or replace it with the "
-                         "original frame") from None
+                         "original frame", "not_an_image") from None
     except Image.DecompressionBombError as err:
         raise ImageError(f"{path}: refused as a decompression bomb ({err})") from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{path}: damaged image ({err}); re-copy or re-extract it from the original data") from None
+        reason = "truncated" if "truncated" in str(err).lower() else "damaged"
+        raise ImageError(f"{path}: damaged image ({err}); re-copy or re-extract it from the original data",
+                         reason) from None

@@ -3,40 +3,60 @@
 Backends (all return 0-based (x, y) pixel points in the iBUG 68 layout, a score and a success flag):
 
 - ``dlib``: HOG face detector + the 68-point shape predictor shipped by ``face_recognition_models``
-  (environment.md §4: 87–96 ms per 512² image on CPU). FG-Net uses dlib 68 points (protocol.md §2.3).
+  (measured: HOG detector 87–96 ms per 512² image on one CPU core, shape predictor 2–3 ms). FG-Net uses dlib
+  68 points (ihp-lab/FG-Net README, "Data Structure").
 - ``face_alignment``: 2D FAN (the paper-faithful choice). Its weights cannot be downloaded here, so we
-  check for them under ``$TORCH_HOME/hub/checkpoints`` *before* the library tries (environment.md §3).
+  check for them under ``$TORCH_HOME/hub/checkpoints`` (where 1adrianb/face-alignment looks them up through
+  ``torch.hub``) *before* the library tries.
 - ``provided``: dataset-shipped landmarks via :mod:`au_ttt.data.landmark_files` (49/66-point schemes put
   NaN where a 68-point index has no counterpart).
 
-A frame without a face is kept with ``success = False``; later steps exclude and count it.
+A frame without a face is kept with ``success = False``; later steps exclude and count it. A frame whose
+image cannot be decoded (missing, empty, truncated, not an image: :func:`au_ttt.data.images.read_image`)
+is kept the same way, with the reason stored per row (``image_error``) and named in the report: one bad
+file never stops the stage.
+
+The landmark file is row-aligned with the frame index it was made for and records that index's hash (and,
+for a shard, its subjects), so a later step refuses a file made for other rows. It is written
+byte-deterministically (:func:`atomic_save_npz`): the same inputs give the same bytes, sharded or not.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
+import json
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from au_ttt.data.images import ImageError, read_image
+from au_ttt.data.rowfiles import (
+    atomic_save_npz,
+    bad_image_summary,
+    image_error_code,
+    index_hash,
+    read_subjects,
+    stale_message,
+    subjects_array,
+)
 from au_ttt.errors import InputError
-from au_ttt.fileio import atomic_write
 
 __all__ = [
     "FAN_WEIGHTS", "S3FD_WEIGHTS", "DlibBackend", "FaceAlignmentBackend", "FrameLandmarks", "LandmarkConfig",
-    "LandmarkSet", "atomic_save_npz", "compare_landmarks", "detect_index",
-    "dlib_model_path", "fan_checkpoint_dir", "index_hash", "load_landmarks", "make_backend",
-    "provided_landmarks", "read_image", "run_backend", "save_landmarks",
+    "LandmarkSet", "atomic_save_npz", "bad_image_summary", "compare_landmarks", "detect_index",
+    "dlib_model_path", "fan_checkpoint_dir", "index_hash", "landmark_frame", "landmarks_report",
+    "load_landmarks", "make_backend", "provided_landmarks", "read_image", "run_backend", "save_landmarks",
 ]
 
+log = logging.getLogger(__name__)
+
 Backend = Literal["dlib", "face_alignment", "provided"]
-INDEX_KEY_COLUMNS = ("dataset", "subject", "sequence", "frame", "image")
-# File names face_alignment 1.5.0 looks up in torch.hub.get_dir()/checkpoints (environment.md §3).
+# File names face_alignment 1.5.0 looks up in torch.hub.get_dir()/checkpoints (1adrianb/face-alignment model URLs).
 FAN_WEIGHTS = "2DFAN4-11f355bf06.pth.tar"
 S3FD_WEIGHTS = "s3fd-619a316812.pth"
 # Points that must be present for a usable face: both eyes (alignment and AU centres need them).
@@ -48,10 +68,10 @@ class LandmarkConfig:
     """Section ``landmarks`` of config.yaml."""
 
     backend: Backend = "dlib"              # dlib: offline weights; face_alignment needs FAN weights placed
-    dlib_upsample: int = 1                 # HOG upsampling; 1 finds 80×80 faces (environment.md §4)
+    dlib_upsample: int = 1                 # HOG window is 80×80 px; each upsampling halves the smallest face found
     fa_detector: Literal["sfd", "dlib"] = "sfd"  # face_alignment's default detector is S3FD
     fa_flip_input: bool = True             # face_alignment 1.5.0 default (averages a mirrored pass)
-    fa_compile: bool = False               # torch.compile costs 55 s on CPU for 8% speed (environment.md §3)
+    fa_compile: bool = False               # torch.compile costs 55 s on CPU for 8% speed (measured)
     device: str = "cpu"
 
 
@@ -77,48 +97,38 @@ class LandmarkSet:
     success: np.ndarray  # (N,) bool
     index_hash: str
     backend: str
+    image_error: np.ndarray = field(default=None)  # type: ignore[assignment]  # (N,) int8, 0 = image fine
+    subjects: tuple[str, ...] | None = None        # the shard's subjects; None = the whole index
+    settings: str = ""                             # the landmarks config section as sorted JSON
 
-    def report(self) -> dict[str, float | int | str]:
+    def __post_init__(self) -> None:
+        if self.image_error is None:
+            self.image_error = np.zeros(len(self.success), np.int8)
+
+    def report(self) -> dict[str, Any]:
         n, ok = len(self.success), int(self.success.sum())
+        bad = int((self.image_error > 0).sum())
         return {"backend": self.backend, "frames": n, "detected": ok, "failed": n - ok,
-                "detection_rate": ok / n if n else 0.0}
+                "no_face": n - ok - bad, "bad_images": bad, "detection_rate": ok / n if n else 0.0}
 
 
 # --------------------------------------------------------------------------------------------- I/O
-def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3); an unreadable or missing file is an :class:`InputError` naming it."""
-    import cv2
+def landmarks_report(lms: LandmarkSet, index: pd.DataFrame) -> dict[str, Any]:
+    """The stage report: counts, every frame excluded for a bad image (named), shard and settings.
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"{path}: cannot read image (missing, truncated or not an image); "
-                         "check --root and the index's image column, or re-extract the frame")
-    return np.ascontiguousarray(img[:, :, ::-1])
-
-
-def index_hash(index: pd.DataFrame) -> str:
-    """Hash of the index's row identity, stored in every per-row file so that a stale file is refused."""
-    missing = [c for c in INDEX_KEY_COLUMNS if c not in index.columns]
-    if missing:
-        raise InputError(f"frame index lacks columns {missing}; rebuild it with `au-ttt data index`")
-    # per-row 64-bit hashes of the key columns as text (so int32/int64 frame dtypes hash alike), then sha256
-    rows = pd.util.hash_pandas_object(index.loc[:, list(INDEX_KEY_COLUMNS)].astype(str), index=False)
-    return hashlib.sha256(rows.to_numpy().tobytes()).hexdigest()[:16]
-
-
-def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    """np.savez through :func:`au_ttt.fileio.atomic_write` (no half-written outputs)."""
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as fh:  # a file object: np.savez would append ".npz" to a name
-            np.savez(fh, **arrays)
-
-    atomic_write(path, write)
+    A pure function of the landmark file and its index, so a gathered file reports exactly what the
+    unsharded run reports.
+    """
+    return {**lms.report(), **bad_image_summary(lms.image_error, index["image"]),
+            "index_hash": lms.index_hash, "subjects": list(lms.subjects) if lms.subjects is not None else None,
+            "config": json.loads(lms.settings) if lms.settings else None}
 
 
 def save_landmarks(path: str | Path, lms: LandmarkSet) -> None:
     atomic_save_npz(path, points=lms.points.astype(np.float32), score=lms.score.astype(np.float32),
-                    success=lms.success.astype(bool), index_hash=np.array(lms.index_hash),
-                    backend=np.array(lms.backend))
+                    success=lms.success.astype(bool), image_error=lms.image_error.astype(np.int8),
+                    index_hash=np.array(lms.index_hash), backend=np.array(lms.backend),
+                    settings=np.array(lms.settings), **subjects_array(lms.subjects))
 
 
 def load_landmarks(path: str | Path, index: pd.DataFrame | None = None) -> LandmarkSet:
@@ -127,10 +137,13 @@ def load_landmarks(path: str | Path, index: pd.DataFrame | None = None) -> Landm
     if not path.is_file():
         raise InputError(f"{path}: landmark file not found; create it with `au-ttt landmarks`")
     with np.load(path) as z:
-        lms = LandmarkSet(z["points"], z["score"], z["success"], str(z["index_hash"]), str(z["backend"]))
+        files = set(z.files)
+        lms = LandmarkSet(z["points"], z["score"], z["success"], str(z["index_hash"]), str(z["backend"]),
+                          z["image_error"] if "image_error" in files else None, read_subjects(z),
+                          str(z["settings"]) if "settings" in files else "")
     if index is not None and lms.index_hash != index_hash(index):
-        raise InputError(f"{path}: made for a different frame index (hash {lms.index_hash} ≠ "
-                         f"{index_hash(index)}); rerun `au-ttt landmarks` on the current index")
+        raise InputError(stale_message(path, "landmarks", lms.index_hash, lms.subjects, index,
+                                       "rerun `au-ttt landmarks` with the same --index and --subjects"))
     return lms
 
 
@@ -187,6 +200,26 @@ def fan_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def require_fan_weights(detector: str) -> None:
+    """Refuse before face_alignment tries to download: name the missing files and where they go."""
+    ckpt = fan_checkpoint_dir()
+    needed = [FAN_WEIGHTS] + ([S3FD_WEIGHTS] if detector == "sfd" else [])
+    missing = [f for f in needed if not (ckpt / f).is_file()]
+    if missing:
+        raise InputError(
+            f"face_alignment weights missing: place {', '.join(missing)} in {ckpt} (set TORCH_HOME to "
+            "choose the folder; files from https://www.adrianbulat.com/downloads/python-fan/), or use "
+            "--fa-detector dlib to skip S3FD, or --backend dlib")
+
+
+def check_backend_files(cfg: LandmarkConfig) -> None:
+    """The model files ``cfg``'s backend needs exist (cheap; does not load them)."""
+    if cfg.backend in ("dlib", "face_alignment") and (cfg.backend == "dlib" or cfg.fa_detector == "dlib"):
+        dlib_model_path()
+    if cfg.backend == "face_alignment":
+        require_fan_weights(cfg.fa_detector)
+
+
 class FaceAlignmentBackend:
     """face_alignment 2D FAN; with ``detector='dlib'`` the dlib HOG box replaces S3FD."""
 
@@ -194,14 +227,7 @@ class FaceAlignmentBackend:
 
     def __init__(self, device: str = "cpu", detector: str = "sfd", flip_input: bool = True,
                  compile: bool = False, dlib_upsample: int = 1) -> None:
-        ckpt = fan_checkpoint_dir()
-        needed = [FAN_WEIGHTS] + ([S3FD_WEIGHTS] if detector == "sfd" else [])
-        missing = [f for f in needed if not (ckpt / f).is_file()]
-        if missing:
-            raise InputError(
-                f"face_alignment weights missing: place {', '.join(missing)} in {ckpt} (set TORCH_HOME to "
-                "choose the folder; files from https://www.adrianbulat.com/downloads/python-fan/), or use "
-                "--fa-detector dlib to skip S3FD, or --backend dlib")
+        require_fan_weights(detector)
         import face_alignment
 
         self.dlib = DlibBackend(dlib_upsample) if detector == "dlib" else None
@@ -235,18 +261,35 @@ def make_backend(cfg: LandmarkConfig) -> Callable[[np.ndarray], FrameLandmarks]:
     raise InputError(f"backend {cfg.backend!r} is not image-based; use provided_landmarks() for 'provided'")
 
 
+def landmark_frame(path: str | Path, backend: Callable[[np.ndarray], FrameLandmarks]
+                   ) -> tuple[FrameLandmarks, int]:
+    """One frame's landmarks and its image-error code; a bad image is a failed frame, not an exception."""
+    try:
+        image = read_image(path)
+    except ImageError as err:
+        log.debug("excluded: %s", err)
+        return FrameLandmarks.failed(), image_error_code(err)
+    return backend(image), 0
+
+
+def _assemble(results: list[tuple[FrameLandmarks, int]], index: pd.DataFrame, name: str,
+              settings: str = "") -> LandmarkSet:
+    n = len(results)
+    points = np.full((n, 68, 2), np.nan, np.float32)
+    score, success, errors = np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, np.int8)
+    for i, (res, code) in enumerate(results):
+        points[i], score[i], success[i], errors[i] = res.points, res.score, res.success, code
+    return LandmarkSet(points, score, success, index_hash(index), name, errors,
+                       index.attrs.get("subjects"), settings)
+
+
 def run_backend(index: pd.DataFrame, root: str | Path, backend: Callable[[np.ndarray], FrameLandmarks],
-                name: str, progress: bool = True) -> LandmarkSet:
+                name: str, progress: bool = True, settings: str = "") -> LandmarkSet:
     """Run an image backend on every index row (images at ``root / row.image``), in this process."""
     from tqdm import tqdm
 
-    n = len(index)
-    points = np.full((n, 68, 2), np.nan, np.float32)
-    score, success = np.zeros(n, np.float32), np.zeros(n, bool)
-    for i, rel in enumerate(tqdm(index["image"].tolist(), desc=f"landmarks ({name})", disable=not progress)):
-        res = backend(read_image(Path(root) / rel))
-        points[i], score[i], success[i] = res.points, res.score, res.success
-    return LandmarkSet(points, score, success, index_hash(index), name)
+    images = tqdm(index["image"].tolist(), desc=f"landmarks ({name})", disable=not progress)
+    return _assemble([landmark_frame(Path(root) / rel, backend) for rel in images], index, name, settings)
 
 
 _WORKER_BACKEND: Callable[[np.ndarray], FrameLandmarks] | None = None
@@ -257,33 +300,43 @@ def _init_worker(cfg: LandmarkConfig) -> None:
     _WORKER_BACKEND = make_backend(cfg)
 
 
-def _detect_chunk(paths: list[str]) -> list[FrameLandmarks]:
+def _detect_chunk(paths: list[str]) -> list[tuple[FrameLandmarks, int]]:
     assert _WORKER_BACKEND is not None
-    return [_WORKER_BACKEND(read_image(p)) for p in paths]
+    return [landmark_frame(p, _WORKER_BACKEND) for p in paths]
+
+
+def config_json(cfg: LandmarkConfig) -> str:
+    return json.dumps(asdict(cfg), sort_keys=True)
 
 
 def detect_index(index: pd.DataFrame, root: str | Path, cfg: LandmarkConfig, workers: int = 0,
                  progress: bool = True, chunk: int = 64) -> LandmarkSet:
-    """:func:`run_backend` with ``cfg``'s backend, over ``workers`` processes when > 0 (dlib is
-    single-threaded: a raw BP4D frame takes ~0.1–0.5 s, so 146k frames want several cores)."""
-    if workers <= 0:
-        return run_backend(index, root, make_backend(cfg), cfg.backend, progress)
-    from concurrent.futures import ProcessPoolExecutor
+    """:func:`run_backend` with ``cfg``'s backend, over ``workers`` processes when ≥ 2 (dlib is
+    single-threaded: a raw BP4D frame takes ~0.1–0.5 s, so 146k frames want several cores); 0 or 1 runs
+    in this process (a pool of one would only add a process).
 
+    Workers die with this process (kill -9, SIGTERM, Ctrl-C): :mod:`au_ttt.data.workers`.
+    """
+    settings = config_json(cfg)
+    if len(index) == 0:      # an empty shard: no detector to load
+        return _assemble([], index, cfg.backend, settings)
+    if workers <= 1:
+        return run_backend(index, root, make_backend(cfg), cfg.backend, progress, settings)
     from tqdm import tqdm
 
+    from au_ttt.data.workers import worker_pool
+
+    check_backend_files(cfg)             # a missing model file: one clear error here, not one per worker
     paths = [str(Path(root) / rel) for rel in index["image"].tolist()]
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
-    results: list[FrameLandmarks] = []
+    results: list[tuple[FrameLandmarks, int]] = []
     desc = f"landmarks ({cfg.backend}, {workers} processes)"
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(cfg,)) as pool, \
+    with worker_pool(workers, _init_worker, (cfg,)) as pool, \
             tqdm(total=len(paths), desc=desc, disable=not progress) as bar:
         for part in pool.map(_detect_chunk, chunks):   # map keeps the row order
             results.extend(part)
             bar.update(len(part))
-    return LandmarkSet(np.stack([r.points for r in results]).astype(np.float32),
-                       np.array([r.score for r in results], np.float32),
-                       np.array([r.success for r in results], bool), index_hash(index), cfg.backend)
+    return _assemble(results, index, cfg.backend, settings)
 
 
 # ------------------------------------------------------------------------------------------ provided
@@ -293,8 +346,12 @@ def _usable(points: np.ndarray) -> bool:
     return bool(finite[_EYES].all() and finite[17:].sum() >= 20)
 
 
-def provided_landmarks(index: pd.DataFrame, dataset_root: str | Path, progress: bool = True) -> LandmarkSet:
-    """Dataset-shipped landmarks for each index row; frames without a file entry get success = False."""
+def provided_landmarks(index: pd.DataFrame, dataset_root: str | Path, progress: bool = True,
+                       settings: str = "") -> LandmarkSet:
+    """Dataset-shipped landmarks for each index row; frames without a file entry get success = False.
+
+    No image is read here (``crops`` reads and checks them), so ``image_error`` stays 0.
+    """
     from tqdm import tqdm
 
     from au_ttt.data import landmark_files
@@ -319,7 +376,8 @@ def provided_landmarks(index: pd.DataFrame, dataset_root: str | Path, progress: 
             if pts is not None:
                 points[r] = pts
                 success[r] = _usable(points[r])
-    return LandmarkSet(points, success.astype(np.float32), success, index_hash(index), "provided")
+    return LandmarkSet(points, success.astype(np.float32), success, index_hash(index), "provided",
+                       subjects=index.attrs.get("subjects"), settings=settings)
 
 
 # ------------------------------------------------------------------------------------------ comparison

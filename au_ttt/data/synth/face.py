@@ -18,7 +18,7 @@ __all__ = [
     "sample_identity",
 ]
 
-# Every AU the generator animates: union of the BP4D and DISFA label sets (protocol.md §2.1–2.2).
+# Every AU the generator animates: union of the BP4D and DISFA label sets (ME-GraphAU tool/*_image_label_process.py).
 ALL_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26)
 # Global scale of the AU motions below; tuned (docs/synthau.md) so that a HOG + logistic-regression baseline
 # beats all-positive clearly but stays far from perfect on the demo-sized dataset.

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from au_ttt.data.synth.writers import (
     write_jpeg,
 )
 from au_ttt.errors import InputError
-from au_ttt.fileio import swap_in_dir
+from au_ttt.fileio import make_temp_dir, swap_in_dir
 
 __all__ = ["BP4D_COLUMNS", "generate_synthau"]
 
@@ -165,9 +164,7 @@ def generate_synthau(out_dir: str | os.PathLike, seed: int = 0, subjects_per_par
     if not 1 <= bp4d_tasks <= 8 or bp4d_frames < 2 or disfa_frames < 2:
         raise InputError("need 1 ≤ bp4d_tasks ≤ 8 (BP4D has T1–T8), bp4d_frames ≥ 2 and disfa_frames ≥ 2")
     bp4d_subjects, disfa_subjects = _subjects("bp4d", subjects_per_part), _subjects("disfa", subjects_per_part)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    os.chmod(tmp, 0o755)                                 # mkdtemp makes it private
+    tmp = make_temp_dir(out)                             # also sweeps temporaries of killed runs
     try:
         tasks = [f"T{k}" for k in range(1, bp4d_tasks + 1)]
         bar = tqdm(total=len(bp4d_subjects) + len(disfa_subjects), desc="SynthAU", unit="subject",

@@ -39,7 +39,8 @@ class DomainStyle:
     jpeg_quality: int       # BP4D frames only; DISFA frames are compressed by the AVI codec
 
 
-# BP4D: real frames are 1040×1392 portrait (protocol.md §2.1); we write 240×320 (≈ 1/4.35, same aspect).
+# BP4D: real frames are 1040×1392 portrait (e.g. PyTorch-JAANet dataset/BP4D/F001/T1/2440.jpg); we write 240×320
+# (≈ 1/4.35, same aspect).
 # DISFA: real frames are 1024×768 (§2.2); we write 256×192 (1/4) with a smaller, darker, side-lit face.
 DOMAINS: dict[str, DomainStyle] = {
     "bp4d": DomainStyle(width=240, height=320, face_frac=0.42, face_y=0.45, rot_deg=5.0, yaw_deg=0.0, pitch_deg=0.0,

@@ -8,7 +8,8 @@ the union hits the target rate. Inside an episode the intensity rises smoothly t
 just before and after it the face passes through sub-threshold onset/offset values, and random weak
 "trace" movements add hard negatives.
 
-"On" means intensity ≥ ``ON_THRESHOLD[dataset]``: 2 for DISFA (its occurrence rule, protocol.md §2.2) and 1
+"On" means intensity ≥ ``ON_THRESHOLD[dataset]``: 2 for DISFA (its occurrence rule in ME-GraphAU
+tool/DISFA_image_label_process.py) and 1
 for BP4D, whose occurrence codes count any visible action including trace (FACS "A") level. This label
 convention is one part of the documented domain shift: weak actions are positive in BP4D-style data and
 negative in DISFA-style data.
@@ -27,7 +28,8 @@ __all__ = ["GROUPS", "ON_THRESHOLD", "TARGET_RATES", "PoseTrack", "au_trajectori
 ON_THRESHOLD: dict[str, float] = {"bp4d": 1.0, "disfa": 2.0}   # intensity ≥ threshold ⇔ occurrence
 _TRACE_RATE = {"bp4d": 0.05, "disfa": 0.20}   # share of frames with weak sub-threshold motion (DISFA: coded 1)
 
-# Target occurrence rates (fraction of frames). Evaluated AUs: protocol.md §4.1 "r% fold1 train" rows.
+# Target occurrence rates (fraction of frames). Evaluated AUs: the fold-1 training rates of the full label lists
+# (CVI-SZU/MDHR data/*_dataset/*_train_label_fold1.txt).
 # DISFA's real rates are raised to a floor of 0.10 so each AU has positives in a demo-sized test part
 # (a documented deviation). AUs a dataset does not evaluate get small rates chosen by us.
 _DISFA_FLOOR = 0.10

@@ -1,10 +1,10 @@
-"""Writers for the BP4D and DISFA on-disk layouts (protocol.md §2.1–2.2), byte-deterministic.
+"""Writers for the BP4D and DISFA on-disk layouts (ME-GraphAU tool/*_image_label_process.py), byte-deterministic.
 
 - BP4D: ``AUCoding/AU_OCC/{subject}_{task}.csv`` (header ``0,1,2,4,…``: frame number, then AU numbers),
   frames ``{subject}/{task}/{frame}.jpg`` with un-padded frame numbers.
 - DISFA: ``Videos_LeftCamera/LeftVideo{SN}_comp.avi`` and ``ActionUnit_Labels/{SN}/{SN}_au{N}.txt`` with lines
   ``frame,intensity``; the first column is 1-based like the real files, and line t (0-based) belongs to decoded
-  video frame t (the ME-GraphAU convention, protocol.md §2.2).
+  video frame t (the ME-GraphAU convention, maintainer in ME-GraphAU issue #2).
 
 The generator builds the whole tree in a temporary directory and renames it into place, so these writers
 write plainly.
@@ -31,7 +31,7 @@ __all__ = [
     "write_jpeg",
 ]
 
-# The 12 AUs DISFA codes (protocol.md §2.2).
+# The 12 AUs DISFA codes (LibreFace create_csv.py; ME-GraphAU tool/DISFA_image_label_process.py).
 DISFA_LABEL_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 DISFA_FPS = 20.0        # DISFA was recorded at 20 fps
 DISFA_FOURCC = "XVID"   # MPEG-4 part 2 through FFMPEG: reads back in OpenCV 5 and encodes deterministically
