@@ -84,7 +84,7 @@ def test_tiny_dag_through_slurm_equals_local(slurm, tmp_path):
     assert jobs and all(j["state"] == "COMPLETED" for j in jobs), jobs
     # every job but the local bookkeeping rules went through sbatch, and each was accounted by Slurm
     local_rules = {"synthau", "frame_index", "pretrain_digits", "tables", "all"}
-    planned = job_counts(result.stdout)
+    planned = job_counts(result.stdout + result.stderr)
     assert len(jobs) == sum(n for rule, n in planned.items() if rule not in local_rules), (planned, jobs)
     gpu_rules = planned["train"] + planned["cross_domain"] + planned["pretrain"]
     assert sum("gres/gpu=1" in j["tres"] for j in jobs) == gpu_rules

@@ -167,7 +167,7 @@ def test_occurrence_rates_and_cooccurrence(dataset):
 
 def test_bad_input_and_existing_output(tmp_path):
     with pytest.raises(InputError, match="subjects_per_part"):
-        generate_synthau(tmp_path / "x", subjects_per_part=14, progress=False)
+        generate_synthau(tmp_path / "x", subjects_per_part=15, progress=False)
     (tmp_path / "exists").mkdir()
     with pytest.raises(InputError, match="--overwrite"):
         generate_synthau(tmp_path / "exists", progress=False)

@@ -44,7 +44,10 @@ def test_paper_config_lists_the_full_reproduction(tmp_path):
     assert counts["train"] == 3 * 2 + 6 * 3
     assert counts["cross_domain"] == 2 and counts["pretrain"] == 1 and counts["tables"] == 1
     assert "synthau" not in counts and "pretrain_digits" not in counts
-    assert counts["landmarks"] == counts["crops"] == counts["heatmaps"] == counts["frame_index"] == 2
+    # one landmarks/crops/heatmaps job per subject shard (41 BP4D + 27 DISFA subjects), one video per
+    # decoding job, a pre-flight check and a gather per dataset
+    assert counts["landmarks"] == counts["crops"] == counts["heatmaps"] == 41 + 27
+    assert counts["disfa_frames"] == 27 and counts["data_check"] == counts["gather"] == counts["frame_index"] == 2
     # every job carries its scheduler request (threads, memory, run time; GPUs where they apply)
     blocks = job_blocks(result.stdout)
     assert set(counts) - {"all"} <= {rule for rule, _ in blocks}
@@ -92,7 +95,7 @@ def test_dataset_roots_are_quoted_never_executed(tmp_path):
         root = tmp_path / name / "BP4D"
         shutil.copytree(synth / "BP4D", root)
         cfg = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
-        cfg["workflow"].update(data="real", datasets=["bp4d"], pretrain=False,
+        cfg["workflow"].update(data="real", datasets=["bp4d"], pretrain=False, data_check="off",
                                roots={"bp4d": str(root), "disfa": None, "imagenet": None})
         cfg["landmarks"]["backend"] = "provided"
         work = workdir(tmp_path / f"work-{len(name)}", REPO / ".test/config/config.yaml")
@@ -101,3 +104,32 @@ def test_dataset_roots_are_quoted_never_executed(tmp_path):
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert (work / "results/data/bp4d/heatmaps").is_dir()
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_real_data_path_on_the_published_subject_lists(tmp_path):
+    """Scale rehearsal in miniature: SynthAU with all 41 BP4D / 27 DISFA subjects read through the real-data
+    path (pre-flight check, one DISFA decoding job per video, subject shards, gather)."""
+    import pandas as pd
+
+    from au_ttt.cli import main
+
+    synth = tmp_path / "synth"
+    assert main(["synth", "--out", str(synth), "--subjects-per-part", "14", "--bp4d-tasks", "1",
+                 "--bp4d-frames", "2", "--disfa-frames", "2", "--no-progress"]) == 0
+    cfg = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
+    cfg["workflow"].update(data="real", pretrain=False, data_check="structure", shard_subjects=14,
+                           roots={"bp4d": str(synth / "BP4D"), "disfa": str(synth / "DISFA"), "imagenet": None})
+    cfg["landmarks"]["backend"] = "provided"
+    work = workdir(tmp_path / "work", REPO / ".test/config/config.yaml")
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(work, "data_products", "--cores", "2", timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["data_check"] == 2 and counts["disfa_frames"] == 27 and counts["gather"] == 2
+    assert counts["landmarks"] == counts["crops"] == counts["heatmaps"] == 3 + 2   # ⌈41/14⌉ + ⌈27/14⌉ shards
+    for dataset, subjects, frames in (("bp4d", 41, 82), ("disfa", 27, 54)):
+        index = pd.read_parquet(work / f"results/data/{dataset}/index.parquet")
+        assert index["subject"].nunique() == subjects and len(index) == frames
+        report = yaml.safe_load((work / f"results/data/{dataset}/crops/crops.report.json").read_text())
+        assert report["written"] == frames, report

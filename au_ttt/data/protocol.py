@@ -14,7 +14,7 @@ __all__ = [
     "DATASETS", "DISFA_AUS", "DISFA_FRAMES_PER_VIDEO", "DISFA_FRAME_SIZE", "DISFA_OCCURRENCE_THRESHOLD",
     "DISFA_PARTS", "DISFA_PART_FRAMES", "DISFA_SHORT_VIDEOS", "FGNET_FOLD_TEST_PART", "MEGRAPHAU_FOLD_TEST_PART",
     "PARTS", "PART_FRAMES", "Dataset", "au_columns", "cross_domain_indices", "disfa_label_lines",
-    "part_of_subject", "published_frames", "train_parts",
+    "first_subjects", "part_of_subject", "published_frames", "shard_subjects", "train_parts",
 ]
 
 Dataset = Literal["bp4d", "disfa"]
@@ -104,6 +104,31 @@ def published_frames(dataset: str) -> int:
 def disfa_label_lines(subject: str) -> int:
     """Label lines (= labelled frames) of one DISFA subject in the published lists."""
     return DISFA_SHORT_VIDEOS.get(subject, DISFA_FRAMES_PER_VIDEO)
+
+
+def first_subjects(dataset: str, per_part: int) -> list[str]:
+    """The first ``per_part`` subjects of each published part, in part order (all of a smaller part).
+
+    SynthAU generates exactly these subjects; ``per_part`` = 14 (the largest part of either dataset) gives the
+    complete published lists (41 BP4D / 27 DISFA subjects).
+    """
+    parts = PARTS[_check_dataset(dataset)]
+    most = max(len(p) for table in PARTS.values() for p in table.values())
+    if not 1 <= per_part <= most:
+        raise ValueError(f"subjects_per_part={per_part} is out of range: use 1..{most} ({most} takes every "
+                         "published subject of both datasets)")
+    return [s for part in (1, 2, 3) for s in parts[part][:per_part]]
+
+
+def shard_subjects(subjects: list[str] | tuple[str, ...], per_shard: int) -> dict[str, tuple[str, ...]]:
+    """Preprocessing shards (one DAG job each): consecutive groups of ``per_shard`` subjects, by name.
+
+    A one-subject shard is named after its subject; larger ones ``s000``, ``s001``, … in list order.
+    """
+    if per_shard < 1:
+        raise ValueError(f"shard size must be >= 1 subject, got {per_shard}")
+    groups = [tuple(subjects[i:i + per_shard]) for i in range(0, len(subjects), per_shard)]
+    return {(g[0] if per_shard == 1 else f"s{k:03d}"): g for k, g in enumerate(groups)}
 
 
 def _check_dataset(dataset: str) -> str:

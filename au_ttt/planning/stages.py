@@ -31,6 +31,8 @@ from au_ttt.data.protocol import (
     PART_FRAMES,
     PARTS,
     disfa_label_lines,
+    first_subjects,
+    shard_subjects,
 )
 from au_ttt.errors import InputError
 from au_ttt.planning.rates import IMAGENET_TRAIN_IMAGES, IMAGENET_VAL_IMAGES, Geometry, RateBook
@@ -139,7 +141,7 @@ def data_sizes(cfg: Mapping, source: str = "<config>") -> dict[str, DatasetSize]
             tasks = _get(cfg, "workflow.synthau.bp4d_tasks", int, source, minimum=1)
             per = (_get(cfg, "workflow.synthau.bp4d_frames", int, source, minimum=1) * tasks if name == "bp4d"
                    else _get(cfg, "workflow.synthau.disfa_frames", int, source, minimum=1))
-            frames = {s: float(per) for p, subs in parts.items() for s in subs[:spp]}
+            frames = {s: float(per) for s in first_subjects(name, spp)}
             size, sequences = SYNTHAU_FRAME_SIZE[name], (tasks if name == "bp4d" else 1)
         part = {s: p for p, subs in parts.items() for s in subs}
         out[name] = DatasetSize(name, frames, part, size[0] * size[1], sequences)
@@ -165,8 +167,8 @@ def _stage(stage: str, seconds: list[float], slots: int, device: str, work: str,
 
 
 def _shards(size: DatasetSize, per_shard: int) -> list[float]:
-    subjects = list(size.frames)
-    return [sum(size.frames[s] for s in subjects[i:i + per_shard]) for i in range(0, len(subjects), per_shard)]
+    """Frames of each preprocessing shard, grouped as the DAG groups them."""
+    return [sum(size.frames[s] for s in group) for group in shard_subjects(list(size.frames), per_shard).values()]
 
 
 def _fmt(n: float) -> str:

@@ -10,6 +10,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 import au_ttt  # noqa: E402  (the package must be installed: `make setup`)
 from au_ttt.config import ConfigError  # noqa: E402
+from au_ttt.data.protocol import PARTS as PUBLISHED_PARTS  # noqa: E402
+from au_ttt.data.protocol import first_subjects, shard_subjects  # noqa: E402
 from au_ttt.fileio import atomic_write_text  # noqa: E402
 from au_ttt.resources import resolve_resources  # noqa: E402
 from au_ttt.settings import load_settings  # noqa: E402
@@ -23,6 +25,7 @@ DATASETS = list(WF["datasets"])
 PARTS = list(WF["test_parts"])
 FULL = WF["full_variant"]
 VARIANTS = list(config.get("variants", {}))
+DISFA_FRAMES = f"{RESULTS}/data/disfa/frames"  # one folder of decoded left-camera frames per subject
 
 
 def _write_resolved_config() -> str:
@@ -79,8 +82,24 @@ if DATA_KIND == "real":
                              f"licensed copy (see README 'Real data')")
 
 
+def print_plan() -> None:
+    """The cost plan of this run (`au-ttt plan`) on the cores and GPUs Snakemake was given: what each stage
+    will cost before it starts. Informative only: a failure to estimate never stops the run."""
+    from au_ttt.planning import Resources, estimate, render_table
+
+    try:
+        gpu = workflow.global_resources.get("gpu")  # --resources gpu=N; unset: no GPU cap (CPU machine)
+        gpus = int(getattr(gpu, "value", gpu) or 0)
+        resources = Resources(cores=int(workflow.cores), gpus=gpus if gpus < 10**6 else 0)
+        print(render_table(estimate(json.loads(json.dumps(config)), resources), resources))
+    except Exception as err:  # noqa: BLE001
+        print(f"(no cost plan: {err})")
+
+
 wildcard_constraints:
     dataset="bp4d|disfa",
+    shard="[A-Za-z0-9_]+",
+    subject="[A-Za-z0-9_]+",
     source="bp4d|disfa",
     target="bp4d|disfa",
     init="pretrained|scratch",
@@ -99,6 +118,37 @@ def section_params(*sections) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def run_subjects(dataset: str) -> list[str]:
+    """The subjects this run reads, known at parse time: SynthAU's generated ones, or every published subject
+    (a licensed copy that lacks one gets an empty shard, which the stages and the gather accept)."""
+    if DATA_KIND == "synthau":
+        return first_subjects(dataset, WF["synthau"]["subjects_per_part"])
+    return [s for part in (1, 2, 3) for s in PUBLISHED_PARTS[dataset][part]]
+
+
+# Preprocessing shards per dataset: workflow.shard_subjects subjects each (default 1: one job per subject).
+SHARDS = {d: shard_subjects(run_subjects(d), WF.get("shard_subjects", 1)) for d in ("bp4d", "disfa")}
+
+
+def shard_dir(dataset: str, shard: str) -> str:
+    return f"{RESULTS}/data/{dataset}/shards/{shard}"
+
+
+def get_shard_subjects(wildcards) -> list[str]:
+    return list(SHARDS[wildcards.dataset][wildcards.shard])
+
+
+def get_shard_dirs(wildcards) -> list[str]:
+    return [shard_dir(wildcards.dataset, s) for s in SHARDS[wildcards.dataset]]
+
+
+def get_gather_inputs(wildcards) -> dict[str, list[str] | str]:
+    dirs = get_shard_dirs(wildcards)
+    return {"index": f"{RESULTS}/data/{wildcards.dataset}/index.parquet",
+            "landmarks": [f"{d}/landmarks.npz" for d in dirs], "crops": [f"{d}/crops" for d in dirs],
+            "heatmaps": [f"{d}/heatmaps" for d in dirs]}
+
+
 def raw_root(dataset: str) -> str:
     if DATA_KIND == "synthau":
         return f"{WF['synthau']['root']}/{'BP4D' if dataset == 'bp4d' else 'DISFA'}"
@@ -107,7 +157,7 @@ def raw_root(dataset: str) -> str:
 
 def image_root(dataset: str) -> str:
     """Where the index's image paths are relative to: BP4D frames in place, DISFA's decoded frames."""
-    return raw_root(dataset) if dataset == "bp4d" else f"{RESULTS}/data/disfa/frames"
+    return raw_root(dataset) if dataset == "bp4d" else DISFA_FRAMES
 
 
 def data_dir(dataset: str) -> str:
@@ -129,6 +179,11 @@ def table3_runs() -> list[str]:
 
 def cross_dirs() -> list[str]:
     return [f"{RESULTS}/cross/{s}_to_{t}" for s in DATASETS for t in DATASETS if s != t]
+
+
+# Real data: `au-ttt data check` compares each licensed copy with the published protocol before anything
+# else runs (published counts; `structure` for format replicas and rehearsals; `off` skips it).
+CHECK = WF.get("data_check", "published")
 
 
 def get_data_products() -> list[str]:
@@ -171,13 +226,15 @@ def get_raw_root(wildcards) -> str:
 
 
 def get_index_inputs(wildcards) -> list[str]:
-    frames = [f"{RESULTS}/data/disfa/frames"] if wildcards.dataset == "disfa" else []
-    return raw_marker() + frames
+    """The raw data (SynthAU's manifest), DISFA's decoded videos, and the pre-flight check for real data."""
+    frames = [f"{DISFA_FRAMES}/{s}" for s in run_subjects("disfa")] if wildcards.dataset == "disfa" else []
+    check = [f"{RESULTS}/data/{wildcards.dataset}/check.json"] if DATA_KIND == "real" and CHECK != "off" else []
+    return raw_marker() + frames + check
 
 
 def get_frames_arg(wildcards) -> list[str]:
     """Optional arguments are lists: `{params.x:q}` quotes each word and an empty list adds nothing."""
-    return ["--frames", f"{RESULTS}/data/disfa/frames"] if wildcards.dataset == "disfa" else []
+    return ["--frames", DISFA_FRAMES] if wildcards.dataset == "disfa" else []
 
 
 def get_image_root(wildcards) -> str:

@@ -29,24 +29,48 @@ if DATA_KIND == "synthau":
             "--disfa-frames {params.disfa_frames:q} --overwrite --no-progress > {log:q} 2>&1"
 
 
+if DATA_KIND == "real":
+
+    rule data_check:
+        output:
+            f"{RESULTS}/data/{{dataset}}/check.json",
+        log:
+            f"{RESULTS}/logs/data_check/{{dataset}}.log",
+        conda:
+            "../envs/au_ttt.yaml"
+        params:
+            code=CODE,
+            root=get_raw_root,
+            expect=CHECK,
+        threads: RES["data_check"].threads
+        resources:
+            mem_mb=RES["data_check"].mem_mb,
+            runtime=RES["data_check"].runtime,
+        shell:
+            "au-ttt data check --dataset {wildcards.dataset:q} --root {params.root:q} --expect {params.expect:q} "
+            "--out {output:q} --no-progress > {log:q} 2>&1"
+
+
 rule disfa_frames:
     input:
         raw_marker,
     output:
-        directory(f"{RESULTS}/data/disfa/frames"),
+        directory(f"{DISFA_FRAMES}/{{subject}}"),
     log:
-        f"{RESULTS}/logs/disfa_frames.log",
+        f"{RESULTS}/logs/disfa_frames/{{subject}}.log",
     conda:
         "../envs/au_ttt.yaml"
     params:
         code=CODE,
         root=raw_root("disfa"),
+        frames=get_output_dir,
     threads: RES["disfa_frames"].threads
     resources:
         mem_mb=RES["disfa_frames"].mem_mb,
         runtime=RES["disfa_frames"].runtime,
     shell:
-        "au-ttt data frames --root {params.root:q} --out {output:q} --force > {log:q} 2>&1"
+        "au-ttt data frames --root {params.root:q} --out {params.frames:q} --subjects {wildcards.subject:q} "
+        "--force --missing-ok --no-progress > {log:q} 2>&1"
 
 
 rule frame_index:

@@ -1,4 +1,6 @@
-# Landmarks → aligned face crops → AU-centre heatmap cache, per dataset.
+# Landmarks → aligned face crops → AU-centre heatmap cache, one job per subject shard (so wall time scales
+# with --cores locally and --jobs on a cluster), then one cheap gather per dataset that merges the shards into
+# the landmark file, crop store and heatmap cache the training jobs read (byte-identical to an unsharded run).
 
 
 rule landmarks:
@@ -6,9 +8,9 @@ rule landmarks:
         index=f"{RESULTS}/data/{{dataset}}/index.parquet",
         raw=raw_marker,
     output:
-        f"{RESULTS}/data/{{dataset}}/landmarks.npz",
+        f"{RESULTS}/data/{{dataset}}/shards/{{shard}}/landmarks.npz",
     log:
-        f"{RESULTS}/logs/landmarks/{{dataset}}.log",
+        f"{RESULTS}/logs/landmarks/{{dataset}}-{{shard}}.log",
     conda:
         "../envs/au_ttt.yaml"
     params:
@@ -16,6 +18,7 @@ rule landmarks:
         config=RESOLVED_CONFIG,
         image_root=get_image_root,
         raw_root=get_raw_root,
+        subjects=get_shard_subjects,
         settings=section_params("landmarks"),
     threads: RES["landmarks"].threads
     resources:
@@ -23,23 +26,25 @@ rule landmarks:
         runtime=RES["landmarks"].runtime,
     shell:
         "au-ttt landmarks --config {params.config:q} --index {input.index:q} --root {params.image_root:q} "
-        "--dataset-root {params.raw_root:q} --out {output:q} --workers {threads} --no-progress > {log:q} 2>&1"
+        "--dataset-root {params.raw_root:q} --subjects {params.subjects:q} --out {output:q} --workers {threads} "
+        "--no-progress > {log:q} 2>&1"
 
 
 rule crops:
     input:
         index=f"{RESULTS}/data/{{dataset}}/index.parquet",
-        landmarks=f"{RESULTS}/data/{{dataset}}/landmarks.npz",
+        landmarks=f"{RESULTS}/data/{{dataset}}/shards/{{shard}}/landmarks.npz",
     output:
-        store=directory(f"{RESULTS}/data/{{dataset}}/crops"),
+        directory(f"{RESULTS}/data/{{dataset}}/shards/{{shard}}/crops"),
     log:
-        f"{RESULTS}/logs/crops/{{dataset}}.log",
+        f"{RESULTS}/logs/crops/{{dataset}}-{{shard}}.log",
     conda:
         "../envs/au_ttt.yaml"
     params:
         code=CODE,
         config=RESOLVED_CONFIG,
         image_root=get_image_root,
+        subjects=get_shard_subjects,
         settings=section_params("crops"),
     threads: RES["crops"].threads
     resources:
@@ -47,22 +52,24 @@ rule crops:
         runtime=RES["crops"].runtime,
     shell:
         "au-ttt crops --config {params.config:q} --index {input.index:q} --root {params.image_root:q} "
-        "--landmarks {input.landmarks:q} --out {output.store:q} --no-progress > {log:q} 2>&1"
+        "--landmarks {input.landmarks:q} --subjects {params.subjects:q} --out {output:q} --no-progress "
+        "> {log:q} 2>&1"
 
 
 rule heatmaps:
     input:
         index=f"{RESULTS}/data/{{dataset}}/index.parquet",
-        crops=f"{RESULTS}/data/{{dataset}}/crops",
+        crops=f"{RESULTS}/data/{{dataset}}/shards/{{shard}}/crops",
     output:
-        cache=directory(f"{RESULTS}/data/{{dataset}}/heatmaps"),
+        directory(f"{RESULTS}/data/{{dataset}}/shards/{{shard}}/heatmaps"),
     log:
-        f"{RESULTS}/logs/heatmaps/{{dataset}}.log",
+        f"{RESULTS}/logs/heatmaps/{{dataset}}-{{shard}}.log",
     conda:
         "../envs/au_ttt.yaml"
     params:
         code=CODE,
         config=RESOLVED_CONFIG,
+        subjects=get_shard_subjects,
         settings=section_params("heatmaps"),
     threads: RES["heatmaps"].threads
     resources:
@@ -70,4 +77,27 @@ rule heatmaps:
         runtime=RES["heatmaps"].runtime,
     shell:
         "au-ttt heatmaps --config {params.config:q} --index {input.index:q} --crops {input.crops:q} "
-        "--out {output.cache:q} --no-progress > {log:q} 2>&1"
+        "--subjects {params.subjects:q} --out {output:q} --no-progress > {log:q} 2>&1"
+
+
+rule gather:
+    input:
+        unpack(get_gather_inputs),
+    output:
+        landmarks=f"{RESULTS}/data/{{dataset}}/landmarks.npz",
+        crops=directory(f"{RESULTS}/data/{{dataset}}/crops"),
+        heatmaps=directory(f"{RESULTS}/data/{{dataset}}/heatmaps"),
+    log:
+        f"{RESULTS}/logs/gather/{{dataset}}.log",
+    conda:
+        "../envs/au_ttt.yaml"
+    params:
+        code=CODE,
+        shards=get_shard_dirs,
+    threads: RES["gather"].threads
+    resources:
+        mem_mb=RES["gather"].mem_mb,
+        runtime=RES["gather"].runtime,
+    shell:
+        "au-ttt gather --index {input.index:q} --shards {params.shards:q} --out-landmarks {output.landmarks:q} "
+        "--out-crops {output.crops:q} --out-heatmaps {output.heatmaps:q} --no-progress > {log:q} 2>&1"

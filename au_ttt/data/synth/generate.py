@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from au_ttt.data.landmark_files import write_bp4d_landmarks, write_disfa_landmarks
-from au_ttt.data.protocol import BP4D_AUS, DISFA_OCCURRENCE_THRESHOLD, PARTS
+from au_ttt.data.protocol import BP4D_AUS, DISFA_OCCURRENCE_THRESHOLD, first_subjects
 from au_ttt.data.synth.face import ALL_AUS, Pose, apply_aus, neutral_landmarks, sample_identity
 from au_ttt.data.synth.render import DOMAINS, DomainStyle, background, camera, draw_face
 from au_ttt.data.synth.sequences import ON_THRESHOLD, au_trajectories, pose_track
@@ -137,12 +137,10 @@ def _fix_mat_headers(root: Path) -> None:
 
 
 def _subjects(dataset: str, per_part: int) -> list[str]:
-    parts = PARTS[dataset]
-    most = min(len(p) for p in parts.values())
-    if not 1 <= per_part <= most:
-        raise InputError(f"subjects_per_part={per_part} is out of range for {dataset.upper()}: "
-                         f"use 1..{most} (the smallest published part has {most} subjects)")
-    return [s for part in (1, 2, 3) for s in parts[part][:per_part]]
+    try:
+        return first_subjects(dataset, per_part)
+    except ValueError as err:
+        raise InputError(str(err)) from None
 
 
 def generate_synthau(out_dir: str | os.PathLike, seed: int = 0, subjects_per_part: int = 2, bp4d_tasks: int = 3,
