@@ -63,7 +63,7 @@ def e2e(tmp_path_factory):
 
 @pytest.mark.slow
 def test_chain_runs_and_rescoring_agrees(e2e):
-    trained, evaluated, run, elapsed = e2e
+    trained, evaluated, run, _ = e2e
     assert evaluated["f1_mean"] == pytest.approx(trained["f1_mean"])   # re-scoring the saved model agrees
     assert 0.2 < trained["f1_mean"] < 0.99
     tracking = json.loads((run / "tracking.json").read_text())

@@ -63,9 +63,8 @@ def test_manifest_hash(tmp_path):
     (d / "sub").mkdir(parents=True)
     (d / "a.txt").write_text("x")
     (d / "sub" / "b.txt").write_text("y")
-    lines = [f"a.txt\t1\t{hashlib.sha256(b'x').hexdigest()}", f"sub/b.txt\t1\t{hashlib.sha256(b'y').hexdigest()}"]
-    h = manifest_hash(d)
-    assert h == hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    h = manifest_hash(d)  # the run key's tree digest: sorted relative paths, sizes and bytes
+    assert h == hashlib.sha256(b"a.txt\x001\x00x" + b"sub/b.txt\x001\x00y").hexdigest()
     os.utime(d / "a.txt", (1, 1))
     assert manifest_hash(d) == h  # mtimes do not matter
     (d / "sub" / "b.txt").rename(d / "sub" / "c.txt")
