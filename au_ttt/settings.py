@@ -18,7 +18,7 @@ from au_ttt.data.landmarks import LandmarkConfig
 from au_ttt.loss_config import LossConfig
 from au_ttt.model.config import ModelConfig
 from au_ttt.train.config import PretrainConfig, TrainConfig
-from au_ttt.train.tracking import TrackingConfig
+from au_ttt.train.mlflow_store import TrackingConfig
 
 __all__ = ["Settings", "load_settings"]
 

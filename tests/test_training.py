@@ -207,3 +207,25 @@ def test_yaml_floats_and_pretrain_source(tmp_path):
     path.write_text("loss:\n  margin: 1.5\n")
     with pytest.raises(ConfigError, match=r"margin must be 'auto' or a probability margin in \[0, 1\), got 1.5"):
         load_settings(path)
+
+
+def test_pretraining_stops_on_a_non_finite_loss(tmp_path, capsys):
+    """The shared recipe's guard in pretraining: exit 2, one line, and no backbone (not even an older one)."""
+    from au_ttt.cli import main
+    from au_ttt.train.pretrain import write_digits_imagefolder
+
+    write_digits_imagefolder(tmp_path / "digits", size=32, val_fraction=0.5)
+    cfg = tmp_path / "pt.yaml"
+    cfg.write_text(f"model: {{img_size: 32, embed_dim: 32, depth: 1, num_heads: 2}}\n"
+                   f"heatmaps: {{input_size: 32, crop_size: 36, target_size: 2}}\n"
+                   f"pretrain: {{data_root: {tmp_path / 'digits'}, batch_size: 64, num_workers: 0, max_steps: 6, "
+                   f"auto_augment: null, lr: 1e12, warmup_epochs: 0, mixup: 0, cutmix: 0}}\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "backbone.safetensors").write_bytes(b"an older backbone")
+    capsys.readouterr()
+    assert main(["pretrain", "--config", str(cfg), "--out", str(out), "--device", "cpu"]) == 2
+    (err,) = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "error" in line]
+    assert err.startswith("au-ttt pretrain: error: pretraining epoch 1, step ")  # one line (above: the progress bar)
+    assert err.endswith("lower pretrain.lr (now 1e+12), or check the inputs")
+    assert list(out.iterdir()) == []

@@ -1,12 +1,10 @@
 """Run tracking: a local ``tracking.json`` always, mirrored to an MLflow SQLite store when it works.
 
-Layout: one experiment (created once, under a file lock: concurrent ``create_experiment`` calls race,
-mlflow issue #4123), one *parent* run per table row (found again by its ``au_ttt.parent`` tag) and one
-*child* run per fold, linked with the ``mlflow.parentRunId`` tag, which the UI nests by and which works
-across processes (``start_run(parent_run_id=...)`` needs the parent to be active in the same process).
-The store is ``sqlite:////<abs uri_dir>/mlflow.db`` with artifacts in ``<uri_dir>/artifacts``: absolute,
-so results do not depend on each job's working directory; SQLite's 20 s busy timeout (set by MLflow)
-absorbs concurrent writes from the few local GPU jobs. Keep the store on local disk, not NFS.
+One child run per fold, nested under its table row's parent run (:mod:`au_ttt.train.mlflow_store`: the
+store, the experiment, the parents) with the ``mlflow.parentRunId`` tag, which the UI nests by and which
+works across processes (``start_run(parent_run_id=...)`` needs the parent active in the same process).
+A job killed mid-run is continued by its resumed job (same run key: the same MLflow run, reopened) or,
+when the run restarts, closed as KILLED and kept in ``tracking.json`` under ``previous_runs``.
 
 The JSON file is the record of truth: if MLflow is missing, the store is unwritable or any MLflow call
 raises, :class:`RunLogger` warns once, stops mirroring, and training goes on. ``mlflow`` is imported
@@ -29,142 +27,43 @@ and ``mlflow`` (uri, experiment/run/parent ids, the error that stopped mirroring
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
-import re
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write_json
+from au_ttt.train.mlflow_store import (
+    PARENT_TAG,
+    TrackingConfig,
+    check_name,
+    chunks,
+    ensure_experiment,
+    get_or_create_parent,
+    log_parent_metrics,
+    store_paths,
+    tracking_uri,
+)
+from au_ttt.train.mlflow_store import mlflow_client as _client
 from au_ttt.train.provenance import flatten, run_tags
 
+# the store helpers are re-exported: callers import tracking as one module
 __all__ = ["PARENT_TAG", "RUN_KEY_TAG", "RunLogger", "TrackingConfig", "ensure_experiment", "get_or_create_parent",
            "log_parent_metrics", "store_paths", "tracking_uri"]
 
 logger = logging.getLogger(__name__)
 
-PARENT_TAG = "au_ttt.parent"  # name tag that makes get_or_create_parent idempotent
 RUN_KEY_TAG = "au_ttt.run_key"  # au_ttt.train.runkey digest: a job continues a tracked run only under the same key
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:/ +=-]{1,200}$")
-_LOCK_TIMEOUT_S = 120.0
 _MAX_PARAM = 6000  # MLflow's MAX_PARAM_VAL_LENGTH (mlflow/utils/validation.py)
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """The ``tracking`` section of the project config."""
-
-    # store directory, relative to the project root (cwd of Snakemake jobs); results/ per the Snakemake
-    # layout (workflow.md §1.1); holds mlflow.db and artifacts/
-    uri_dir: str = "results/mlflow"
-    experiment: str = "au-ttt"  # one experiment for the whole reproduction (workflow.md §4.3)
-    enabled: bool = True  # False: only tracking.json is written (e.g. quick CPU checks)
-
-
-def store_paths(cfg: TrackingConfig) -> tuple[Path, Path, Path]:
-    """Absolute ``(database, artifact dir, creation lock)`` paths of the store."""
-    root = Path(cfg.uri_dir).expanduser().resolve()
-    return root / "mlflow.db", root / "artifacts", root / ".au_ttt-tracking.lock"
-
-
-def tracking_uri(cfg: TrackingConfig) -> str:
-    """``sqlite:////abs/path/mlflow.db`` (four slashes: scheme + absolute path)."""
-    return f"sqlite:///{store_paths(cfg)[0].as_posix()}"
-
-
-@contextmanager
-def _file_lock(path: Path, timeout: float = _LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Exclusive flock on ``path`` across processes (polls so a dead holder is never waited for)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{path}: tracking lock still held after {timeout:.0f} s") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _client(cfg: TrackingConfig) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri(cfg))
-
-
-def ensure_experiment(cfg: TrackingConfig) -> str:
-    """Create the experiment once (file-locked, idempotent) and return its id."""
-    _, artifacts, lock = store_paths(cfg)
-    with _file_lock(lock):
-        client = _client(cfg)
-        exp = client.get_experiment_by_name(cfg.experiment)
-        if exp is None:
-            artifacts.mkdir(parents=True, exist_ok=True)
-            return str(client.create_experiment(cfg.experiment, artifact_location=artifacts.as_uri()))
-        if exp.lifecycle_stage == "deleted":
-            raise InputError(f"{tracking_uri(cfg)}: experiment {cfg.experiment!r} is deleted; restore it in the "
-                             "MLflow UI, purge it with `mlflow gc`, or set tracking.experiment to a new name")
-        return str(exp.experiment_id)
-
-
-def _check_name(name: str) -> str:
-    if not _NAME_RE.match(name):
-        raise InputError(f"run name {name!r} has characters MLflow filters cannot quote; use letters, digits "
-                         "and _ . : / + = - or spaces (at most 200)")
-    return name
-
-
-def get_or_create_parent(cfg: TrackingConfig, name: str, tags: Mapping[str, str] | None = None) -> str:
-    """Run id of the parent run named ``name`` (one per table row), created on first call.
-
-    Idempotent across processes: lookup and creation happen under the store's file lock. The parent is
-    marked FINISHED at creation; children link to it by tag and it can still take metrics later.
-    """
-    exp_id = ensure_experiment(cfg)
-    _check_name(name)
-    _, _, lock = store_paths(cfg)
-    with _file_lock(lock):
-        client = _client(cfg)
-        found = client.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '{name}'", max_results=1)
-        if found:
-            return str(found[0].info.run_id)
-        all_tags = {**run_tags(), **(tags or {}), PARENT_TAG: name}
-        run = client.create_run(exp_id, tags={k: str(v) for k, v in all_tags.items()}, run_name=name)
-        client.set_terminated(run.info.run_id, "FINISHED")
-        return str(run.info.run_id)
-
-
-def log_parent_metrics(cfg: TrackingConfig, name: str, metrics: Mapping[str, float], step: int = 0) -> str:
-    """Log summary metrics (e.g. fold mean and std of F1) on the parent run ``name``; returns its id."""
-    run_id = get_or_create_parent(cfg, name)
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    _client(cfg).log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
-    return run_id
 
 
 def _param(value: Any) -> str:
     """Params are strings: JSON for lists, dicts, booleans and null (``true``, not ``True``)."""
     return json.dumps(value) if isinstance(value, list | dict | bool | None) else str(value)
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
 
 
 class RunLogger:
@@ -195,7 +94,7 @@ class RunLogger:
         self.cfg = cfg
         self.continue_run = continue_run
         self.path = Path(out_dir) / "tracking.json"
-        self.parent = _check_name(parent) if parent is not None else None  # a typo must fail, not just warn
+        self.parent = check_name(parent) if parent is not None else None  # a typo must fail, not just warn
         tags = {**run_tags(config, manifest, device), **{k: str(v) for k, v in (tags or {}).items()}}
         self.record: dict[str, Any] = {
             "run_name": run_name, "parent": parent, "status": "RUNNING",
@@ -264,11 +163,11 @@ class RunLogger:
         from mlflow.entities import Metric, Param
 
         params = [Param(k, v[:_MAX_PARAM]) for k, v in self.record["params"].items()]
-        for chunk in _chunks(params, 100):
+        for chunk in chunks(params, 100):
             self._mirror("log_params", self._client.log_batch, self._run_id, (), chunk)
         metrics = [Metric(k, float(v), int(t), int(step)) for k, rows in self.record["metrics"].items()
                    for step, v, t in rows]
-        for chunk in _chunks(metrics, 1000):
+        for chunk in chunks(metrics, 1000):
             if self._client is not None:
                 self._mirror("log_metrics", self._client.log_batch, self._run_id, chunk)
 
@@ -372,7 +271,7 @@ class RunLogger:
             cut = " …[see tracking.json]"
             items = [Param(k, v if len(v) <= _MAX_PARAM else v[:_MAX_PARAM - len(cut)] + cut)
                      for k, v in flat.items()]
-            for chunk in _chunks(items, 100):  # MLflow's per-batch limit on params
+            for chunk in chunks(items, 100):  # MLflow's per-batch limit on params
                 if self._client is not None:  # a failed chunk stops the rest
                     self._mirror("log_params", self._client.log_batch, self._run_id, (), chunk)
 
