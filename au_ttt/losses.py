@@ -17,38 +17,17 @@ Conventions (the paper's symbols; sources in ``shared/reference/protocol.md`` §
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 import torch
 from torch import Tensor
+
+from au_ttt.loss_config import LossConfig
 
 __all__ = [
     "AULoss", "LossConfig", "class_weights", "gamma_from_rates", "heatmap_mse", "mdwa_loss", "wdi_loss",
 ]
 
 LOG_EPS = 1e-8  # log clamp of ME-GraphAU's WA loss and ASL
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    lambda_mdwa: float = 1.0   # eq. 11 weights: the paper gives no values; equal weighting assumed
-    lambda_wdi: float = 1.0    # JAA-Net adds its dice loss with weight 1 to the classification loss
-    lambda_mse: float = 1.0    # assumed
-    margin: float | Literal["auto"] = "auto"  # m: "auto" = 0.1 on BP4D, 0.15 on DISFA (paper §III-A)
-    gamma_left: float = 1.0    # B_L (paper §III-A)
-    gamma_right: float = 2.0   # B_R (paper §III-A)
-    dice_smooth: float = 1.0   # ε of eq. 9 (paper §III-A)
-    detach_focal: bool = True  # ME-GraphAU WA loss computes its focusing weight without gradient
-
-    def margin_for(self, dataset: str) -> float:
-        if self.margin != "auto":
-            return float(self.margin)
-        margins = {"bp4d": 0.1, "disfa": 0.15}
-        if dataset not in margins:
-            raise ValueError(f"loss.margin is 'auto' but dataset {dataset!r} has no paper margin; set loss.margin")
-        return margins[dataset]
 
 
 def class_weights(rates: np.ndarray | Tensor) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The whole project configuration file (``config/config.yaml``, ``config/paper.yaml``) as typed sections.
 
 One YAML file drives every step; each top-level section maps to a frozen dataclass owned by the module
-that uses it. Unknown sections or keys are errors naming the file and the allowed names.
+that uses it. Unknown sections or keys are errors naming the file and the allowed names. Loading settings
+imports no torch: the Snakemake DAG loads them at parse time (tested in tests/test_imports.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from au_ttt.config import ConfigError, from_dict, load_yaml, to_dict
 from au_ttt.data.align import AlignConfig
 from au_ttt.data.heatmaps import HeatmapConfig
 from au_ttt.data.landmarks import LandmarkConfig
-from au_ttt.losses import LossConfig
+from au_ttt.loss_config import LossConfig
 from au_ttt.model.config import ModelConfig
-from au_ttt.train.config import TrainConfig
-from au_ttt.train.pretrain import PretrainConfig
-from au_ttt.train.tracking import TrackingConfig
+from au_ttt.train.config import PretrainConfig, TrainConfig
+from au_ttt.train.mlflow_store import TrackingConfig
 
 __all__ = ["Settings", "load_settings"]
 

@@ -210,15 +210,14 @@ def test_cell_format_and_latex_escaping(runs):
 def test_reads_what_train_writes(tmp_path):
     """The contract with `au-ttt train`: its metrics.json and tracking.json writers, read back."""
     from au_ttt.tables.collect import read_run
-    from au_ttt.train.loop import RunSpec, _final_metrics
+    from au_ttt.train.records import FoldMetrics, RunSpec
     from au_ttt.train.tracking import RunLogger, TrackingConfig
 
     aus = AUS["disfa"]
     final = {"f1": [0.1 * (i + 1) for i in range(len(aus))], "f1_mean": 0.45, "all_positive_f1_mean": 0.2,
              "frames": 40}
     history = [{"epoch": 1, "test_f1": 0.5}, {"epoch": 2, "test_f1": 0.45}]
-    metrics = _final_metrics(RunSpec("disfa", 2, "msp"), aus, final, history)
-    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    FoldMetrics.from_result(RunSpec("disfa", 2, "msp"), aus, final, history).write(tmp_path)
     with RunLogger(TrackingConfig(enabled=False), tmp_path, run_name="disfa-test2-msp", parent="table3/disfa/msp"):
         pass
     run = read_run(tmp_path)

@@ -63,9 +63,8 @@ def test_manifest_hash(tmp_path):
     (d / "sub").mkdir(parents=True)
     (d / "a.txt").write_text("x")
     (d / "sub" / "b.txt").write_text("y")
-    lines = [f"a.txt\t1\t{hashlib.sha256(b'x').hexdigest()}", f"sub/b.txt\t1\t{hashlib.sha256(b'y').hexdigest()}"]
-    h = manifest_hash(d)
-    assert h == hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    h = manifest_hash(d)  # the run key's tree digest: sorted relative paths, sizes and bytes
+    assert h == hashlib.sha256(b"a.txt\x001\x00x" + b"sub/b.txt\x001\x00y").hexdigest()
     os.utime(d / "a.txt", (1, 1))
     assert manifest_hash(d) == h  # mtimes do not matter
     (d / "sub" / "b.txt").rename(d / "sub" / "c.txt")
@@ -255,3 +254,97 @@ def test_mlflow_ui_serves(tmp_path):
         with contextlib.suppress(ProcessLookupError):  # the session this test started: au-ttt + mlflow
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+# A fold job killed by SIGKILL after logging epochs 1 and 2: its MLflow run is left RUNNING.
+# argv[3]: 'continue' = a resumed job (continue_run=True).
+KILLED_JOB = """
+import os, signal, sys
+from au_ttt.train.tracking import RUN_KEY_TAG, RunLogger, TrackingConfig
+run = RunLogger(TrackingConfig(uri_dir=sys.argv[1], experiment="exp-kill"), sys.argv[2], run_name="fold1",
+                parent="row-K", tags={RUN_KEY_TAG: "key-1"}, config={"train": {"lr": 0.1}},
+                continue_run=sys.argv[3] == "continue")
+run.__enter__()
+for epoch in (1, 2):
+    run.log_metrics_once({"loss": 1.0 / epoch}, step=epoch)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_killed_run_is_continued_or_closed(tmp_path):
+    """kill -9 of a tracked job, then: the same run key continues the same MLflow run (each epoch once); a new
+    key closes the killed run as KILLED and starts another, keeping the old epochs in tracking.json."""
+    from mlflow import MlflowClient
+
+    from au_ttt.train.tracking import RUN_KEY_TAG
+
+    store, out = tmp_path / "mlflow", tmp_path / "fold1"
+    cfg = TrackingConfig(uri_dir=str(store), experiment="exp-kill")
+    client = MlflowClient(tracking_uri(cfg))
+
+    def killed_job(how: str) -> str:
+        proc = subprocess.run([sys.executable, "-c", KILLED_JOB, str(store), str(out), how], capture_output=True,
+                              text=True)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+        record = json.loads((out / "tracking.json").read_text())
+        assert record["status"] == "RUNNING" and client.get_run(record["mlflow"]["run_id"]).info.status == "RUNNING"
+        return record["mlflow"]["run_id"]
+
+    first = killed_job("new")
+    with RunLogger(cfg, out, run_name="fold1", parent="row-K", tags={RUN_KEY_TAG: "key-1"},
+                   config={"train": {"lr": 0.1}}, continue_run=True) as run:
+        assert run.run_id == first and client.get_run(first).info.status == "RUNNING"  # reopened
+        for epoch in (1, 2, 3):  # a resumed job replays its checkpoint's history: only epoch 3 is new
+            run.log_metrics_once({"loss": 1.0 / epoch}, step=epoch)
+    record = json.loads((out / "tracking.json").read_text())
+    assert [s for s, *_ in record["metrics"]["loss"]] == [1, 2, 3] and len(record["resumes"]) == 1
+    assert sorted(m.step for m in client.get_metric_history(first, "loss")) == [1, 2, 3]
+    assert client.get_run(first).info.status == "FINISHED" and record["status"] == "FINISHED"
+
+    second = killed_job("continue")  # a job of the same key continues... and is killed again
+    assert second == first
+    with RunLogger(cfg, out, run_name="fold1", parent="row-K", tags={RUN_KEY_TAG: "key-2"},
+                   config={"train": {"lr": 0.2}}, continue_run=True) as run:  # inputs changed: a new run
+        run.log_metrics({"loss": 0.9}, step=1)
+    record = json.loads((out / "tracking.json").read_text())
+    assert run.run_id != first and client.get_run(first).info.status == "KILLED"
+    (old,) = record["previous_runs"]
+    assert old["status"] == "KILLED" and old["mlflow"]["run_id"] == first and old["tags"][RUN_KEY_TAG] == "key-1"
+    assert [s for s, *_ in old["metrics"]["loss"]] == [1, 2, 3]  # epochs 1, 2 twice-killed stay logged once
+    assert record["params"]["train.lr"] == "0.2" and [s for s, *_ in record["metrics"]["loss"]] == [1]
+    parent = client.get_run(first).data.tags["mlflow.parentRunId"]
+    assert client.get_run(run.run_id).data.tags["mlflow.parentRunId"] == parent
+
+
+def test_continuing_a_record_that_never_reached_mlflow_replays_it(tmp_path, caplog):
+    from mlflow import MlflowClient
+
+    from au_ttt.train.tracking import RUN_KEY_TAG
+
+    out = tmp_path / "run"
+    unmirrored = RunLogger(TrackingConfig(uri_dir=str(tmp_path / "store"), enabled=False), out, run_name="f",
+                           tags={RUN_KEY_TAG: "k"}, config={"a": 1}).__enter__()
+    unmirrored.log_metrics({"loss": 0.5}, step=1)  # ...and the job dies here (no finish)
+    cfg = TrackingConfig(uri_dir=str(tmp_path / "store"))
+    with RunLogger(cfg, out, run_name="f", tags={RUN_KEY_TAG: "k"}, config={"a": 1}, continue_run=True) as run:
+        run.log_metrics_once({"loss": 0.5}, step=1)
+        run.log_metrics_once({"loss": 0.25}, step=2)
+    client = MlflowClient(tracking_uri(cfg))
+    assert [(m.step, m.value) for m in client.get_metric_history(run.run_id, "loss")] == [(1, 0.5), (2, 0.25)]
+    assert client.get_run(run.run_id).data.params == {"a": "1"}
+    (out / "tracking.json").write_text('{"run_name": "f", "metr')  # a damaged record is set aside, not fatal
+    with caplog.at_level(logging.WARNING, logger="au_ttt.train.tracking"), \
+            RunLogger(TrackingConfig(enabled=False), out, run_name="f") as again:
+        again.log_metrics({"loss": 1.0}, step=1)
+    assert "tracking.json: JSONDecodeError" in caplog.text
+    (aside,) = out.glob("tracking.unreadable-*.json")
+    assert aside.read_text() == '{"run_name": "f", "metr'
+
+
+def test_interrupted_job_is_closed_as_killed(tmp_path):
+    """SIGTERM (turned into KeyboardInterrupt by `au-ttt train`) or Ctrl-C closes the run KILLED, not FAILED."""
+    cfg = TrackingConfig(enabled=False)
+    for stop in (KeyboardInterrupt, SystemExit):
+        with pytest.raises(stop), RunLogger(cfg, tmp_path / stop.__name__, run_name="x"):
+            raise stop()
+        assert json.loads((tmp_path / stop.__name__ / "tracking.json").read_text())["status"] == "KILLED"

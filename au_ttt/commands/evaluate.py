@@ -24,16 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-part", type=int, choices=[1, 2, 3],
                         help="cross-domain: score only this part of the target (FG-Net uses 1); default: all")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto (a free GPU slot, else CPU), cpu, cuda, cuda:N")
 
 
 def run(args: argparse.Namespace) -> int:
     from au_ttt.settings import load_settings
     from au_ttt.train.cross import evaluate_run
+    from au_ttt.train.runtime import job_device
 
     settings = load_settings(args.config)
-    metrics = evaluate_run(settings, args.run, args.dataset, args.index, args.crops, args.heatmaps, args.out,
-                           target_part=args.target_part, device=args.device)
-    print(f"{metrics['source']} → {metrics['target']} ({metrics['test_set']}): mean F1 {metrics['f1_mean']:.3f} "
-          f"over AUs {metrics['aus']} (all-positive {metrics['all_positive_f1_mean']:.3f}) → {args.out}")
+    with job_device(args.device) as place:
+        metrics = evaluate_run(settings, args.run, args.dataset, args.index, args.crops, args.heatmaps, args.out,
+                               target_part=args.target_part, device=place.device)
+    print(f"{metrics.source} → {metrics.target} ({metrics.test_set}): mean F1 {metrics.f1_mean:.3f} "
+          f"over AUs {list(metrics.aus)} (all-positive {metrics.all_positive_f1_mean:.3f}) → {args.out}")
     return 0

@@ -2,8 +2,13 @@
 
 Reads the frame index, aligned crops and AU-centre cache produced by the data steps, trains with the
 `train` section of --config, evaluates the test part every epoch, and writes a run directory
-(checkpoint.pt, model.safetensors, metrics.json, predictions.parquet, history.json, curves.png,
-train.log). Re-running with --resume continues from the last completed epoch.
+(checkpoint.pt, run.json, model.safetensors, metrics.json, predictions.parquet, history.json, curves.png,
+train.log, tracking.json).
+
+--resume continues from the last completed epoch only if nothing that determines the result changed since
+the checkpoint was written (the run key: config sections, index/crop/heatmap content, the pretrained
+file, the au_ttt code); otherwise the run starts from the beginning and train.log says what changed. A
+NaN/Inf loss stops the run with exit status 2 and no final model.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import logging
 from pathlib import Path
 
 HELP = "train one (dataset, fold, variant) and write its run directory"
+
+log = logging.getLogger("au_ttt.commands.train")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,21 +33,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crops", required=True, type=Path, help="aligned crop store")
     parser.add_argument("--heatmaps", required=True, type=Path, help="AU-centre cache directory")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
-    parser.add_argument("--pretrained", help="override train.pretrained: a safetensors backbone, or 'none' to train "
-                        "from scratch")
+    parser.add_argument("--pretrained", help="override train.pretrained: an `au-ttt pretrain` backbone, a timm "
+                        "vit_small_patch16_224 file (.safetensors/.pth), or 'none' to train from scratch")
     parser.add_argument("--threads", type=int, help="override train.threads (torch CPU threads of this job)")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if present")
-    parser.add_argument("--device", default="auto", help="auto (a free GPU slot, else CPU), cpu, cuda")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <out>/checkpoint.pt if it was written under the same run key")
+    parser.add_argument("--device", default="auto", help="auto (a free GPU slot, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--parent", help="MLflow parent run (the table row), default '<dataset>/<variant>'")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
-    from au_ttt.errors import InputError
     from au_ttt.settings import load_settings
     from au_ttt.train.data import DataPaths, check_compatible, load_split
+    from au_ttt.train.runkey import run_key
+    from au_ttt.train.weights import weights_kind
 
     settings = load_settings(args.config)
     if args.pretrained:
@@ -48,12 +57,21 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(settings, train=replace(settings.train, pretrained=pretrained))
     if args.threads is not None:
         settings = replace(settings, train=replace(settings.train, threads=args.threads))
-    if settings.train.pretrained and not Path(settings.train.pretrained).is_file():
-        raise InputError(f"{settings.train.pretrained}: pretrained weights not found (run `au-ttt pretrain` "
-                         "or set train.pretrained: null)")
+    if settings.train.pretrained:
+        weights_kind(settings.train.pretrained)  # missing/unreadable file → error now, not after data loading
     settings.model_for(args.variant)          # unknown variant → error now
     check_compatible(settings, args.variant)
     paths = DataPaths(args.index, args.crops, args.heatmaps)
+    paths.check()
+
+    from au_ttt.train.loop import RunSpec, plan_resume, train_run
+    from au_ttt.train.runtime import interrupt_on_sigterm, job_device
+    from au_ttt.train.tracking import RUN_KEY_TAG, RunLogger
+
+    spec = RunSpec(args.dataset, args.test_part, args.variant)
+    key = run_key(settings.resolved(args.variant), asdict(spec),
+                  {"index": paths.index, "crops": paths.crops, "heatmaps": paths.heatmaps,
+                   "pretrained": settings.train.pretrained})
     train_ds = load_split(settings, paths, args.dataset, args.test_part, "train")
     test_ds = load_split(settings, paths, args.dataset, args.test_part, "test")
 
@@ -61,27 +79,24 @@ def run(args: argparse.Namespace) -> int:
     handler = logging.FileHandler(args.out / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
-    from contextlib import nullcontext
-
-    from au_ttt.train.gpu_slots import acquire_gpu
-    from au_ttt.train.loop import RunSpec, train_run
-    from au_ttt.train.tracking import RunLogger
-
-    spec = RunSpec(args.dataset, args.test_part, args.variant)
-    # A GPU slot is taken before anything touches CUDA; an explicit --device bypasses the allocator.
-    with acquire_gpu() if args.device == "auto" else nullcontext() as slot:
-        device = args.device if slot is None else ("cpu" if slot.is_cpu else "cuda")
+    plan = plan_resume(args.out, key, args.resume)
+    log.info("%s: run key %s; %s", spec.name, key.digest[:16], plan.message)
+    interrupt_on_sigterm()
+    # the device (and GPU slot) is chosen before anything touches CUDA
+    with job_device(args.device) as place:
         tags = {"dataset": args.dataset, "test_part": args.test_part, "variant": args.variant or "model",
-                "kind": "train", **(slot.tags() if slot is not None else {})}
+                "kind": "train", RUN_KEY_TAG: key.digest, **place.tags}
         with RunLogger(settings.tracking, args.out, run_name=spec.name,
                        parent=args.parent or f"{args.dataset}/{args.variant or 'model'}", tags=tags,
-                       config=settings.resolved(args.variant), manifest=args.index, device=device) as run:
-            metrics = train_run(settings, spec, train_ds, test_ds, args.out, device=device, resume=args.resume,
+                       config=settings.resolved(args.variant), manifest=args.index, device=str(place.device),
+                       continue_run=plan.resumed) as run:
+            metrics = train_run(settings, spec, train_ds, test_ds, args.out, key=key, device=place.device, plan=plan,
                                 tracker=run, progress=not args.no_progress)
-            run.log_metrics({"final_f1_mean": metrics["f1_mean"],
-                             **{f"final_f1_{k}": v for k, v in metrics["f1"].items()}})
+            run.log_metrics_once({"final_f1_mean": metrics.f1_mean,
+                                  **{f"final_f1_{k}": v for k, v in metrics.f1.items()}},
+                                 step=settings.train.epochs)
             for name in ("metrics.json", "run.json", "curves.png"):
                 run.log_artifact(args.out / name)
-    print(f"{spec.name}: mean F1 {metrics['f1_mean']:.3f} (all-positive {metrics['all_positive_f1_mean']:.3f}) "
-          f"on {metrics['test_frames']} test frames → {args.out}")
+    print(f"{spec.name}: mean F1 {metrics.f1_mean:.3f} (all-positive {metrics.all_positive_f1_mean:.3f}) "
+          f"on {metrics.test_frames} test frames → {args.out}")
     return 0

@@ -1,29 +1,28 @@
 """Read run outputs (``metrics.json`` + ``tracking.json``) and check each table has exactly its runs.
 
 A within-domain run directory comes from ``au-ttt train`` (one dataset, one test part, one variant); a
-cross-domain directory from ``au-ttt evaluate`` on the other dataset. Every missing, duplicated or
+cross-domain directory from ``au-ttt evaluate`` on the other dataset. Both ``metrics.json`` files are read
+through the typed records the writers use (:mod:`au_ttt.train.records`). Every missing, duplicated or
 malformed input is an :class:`InputError` naming the file (or the missing fold) and the command that
 produces it, so a table is never built from a silently partial set of folds.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, DATASETS
 from au_ttt.errors import InputError
 from au_ttt.tables.published import VARIANTS
+from au_ttt.train.records import BEST_KEY, CrossMetrics, FoldMetrics, load_json_object
 
 __all__ = ["BEST_KEY", "CrossResult", "FoldGroup", "RunResult", "Tracking", "group_ablation", "group_cross",
            "group_within", "read_cross", "read_run"]
 
-BEST_KEY = "best_epoch_on_test (optimistic, not the reported number)"  # au_ttt/train/loop.py _final_metrics
 PARTS = (1, 2, 3)
 _TRAIN_HINT = ("au-ttt train --dataset {d} --test-part {p}{v} --index INDEX --crops CROPS --heatmaps HEATMAPS "
                "--out RUN_DIR")
@@ -122,48 +121,27 @@ class FoldGroup:
         return sorted(names) or [f"{self.dataset}/{self.variant or 'model'}"]
 
 
-def _load_json(path: Path, hint: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"{path}: not found; {hint}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err}); re-create it with {hint}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object; re-create it with {hint}")
-    return data
-
-
 def _metrics_path(path: str | Path) -> Path:
     path = Path(path)
     return path if path.name == "metrics.json" else path / "metrics.json"
 
 
-def _fraction(value: Any, path: Path, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or not 0.0 <= value <= 1.0:
+def _fraction(value: float, path: Path, key: str) -> float:
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise InputError(f"{path}: {key} = {value!r} is not an F1 fraction in [0, 1]; re-run the step that wrote it")
     return float(value)
 
 
-def _require(data: dict[str, Any], keys: Iterable[str], path: Path, hint: str) -> None:
-    missing = [k for k in keys if k not in data]
-    if missing:
-        raise InputError(f"{path}: missing {', '.join(missing)}; is this an output of `{hint}`?")
-
-
-def _f1(data: dict[str, Any], aus: Iterable[int], path: Path) -> dict[str, float]:
-    f1 = data["f1"]
+def _f1(f1: dict[str, float], aus: Iterable[int], path: Path) -> dict[str, float]:
     want = [f"AU{a}" for a in aus]
-    if not isinstance(f1, dict) or sorted(f1) != sorted(want):
-        got = sorted(f1) if isinstance(f1, dict) else f1
-        raise InputError(f"{path}: f1 has AUs {got}, expected {want}; re-run the step that wrote it")
+    if sorted(f1) != sorted(want):
+        raise InputError(f"{path}: f1 has AUs {sorted(f1)}, expected {want}; re-run the step that wrote it")
     return {au: _fraction(f1[au], path, f"f1.{au}") for au in want}
 
 
-def _mean_f1(data: dict[str, Any], f1: dict[str, float], path: Path) -> float:
+def _mean_f1(mean: float, f1: dict[str, float], path: Path) -> float:
     """``f1_mean``, checked against the per-AU values (a hand-edited file must not reach a table)."""
-    mean = _fraction(data["f1_mean"], path, "f1_mean")
+    mean = _fraction(mean, path, "f1_mean")
     if abs(mean - statistics.fmean(f1.values())) > 1e-6:
         raise InputError(f"{path}: f1_mean {mean} is not the mean of the per-AU f1 values "
                          f"({statistics.fmean(f1.values()):.6f}); re-run the step that wrote it")
@@ -175,7 +153,7 @@ def read_tracking(run_dir: Path) -> Tracking | None:
     path = run_dir / "tracking.json"
     if not path.is_file():
         return None
-    data = _load_json(path, "`au-ttt train` (it writes tracking.json next to metrics.json)")
+    data = load_json_object(path, "re-create it with `au-ttt train` (it writes tracking.json next to metrics.json)")
     ml = data.get("mlflow") or {}
     ids = {k: (str(ml[k]) if ml.get(k) is not None else None) for k in ("experiment_id", "run_id")}
     return Tracking(parent=data.get("parent"), uri=ml.get("tracking_uri"), error=ml.get("error"), **ids)
@@ -184,46 +162,40 @@ def read_tracking(run_dir: Path) -> Tracking | None:
 def read_run(path: str | Path) -> RunResult:
     """A within-domain fold from an ``au-ttt train`` run directory (or its metrics.json)."""
     mpath = _metrics_path(path)
-    hint = "au-ttt train"
-    data = _load_json(mpath, f"run `{hint}` for this fold first")
+    data = load_json_object(mpath, "run `au-ttt train` for this fold first")
     if "source" in data and "target" in data:
         raise InputError(f"{mpath}: is a cross-domain evaluation ({data['source']} → {data['target']}); "
                          "pass it to --table2, and `au-ttt train` run directories to --table1/--table3")
-    _require(data, ("dataset", "test_part", "variant", "f1", "f1_mean", "all_positive_f1_mean", "aus"), mpath, hint)
-    dataset, part = data["dataset"], data["test_part"]
-    if dataset not in DATASETS or part not in PARTS:
-        raise InputError(f"{mpath}: dataset {dataset!r} / test_part {part!r} must be one of {DATASETS} / {PARTS}")
-    if tuple(data["aus"]) != AUS[dataset]:
-        raise InputError(f"{mpath}: AUs {data['aus']} are not {dataset}'s {list(AUS[dataset])}")
-    best = data.get(BEST_KEY)
-    return RunResult(
-        path=mpath.parent, dataset=dataset, test_part=int(part), variant=data["variant"],
-        f1=(f1 := _f1(data, AUS[dataset], mpath)), f1_mean=_mean_f1(data, f1, mpath),
-        floor=_fraction(data["all_positive_f1_mean"], mpath, "all_positive_f1_mean"),
-        best=(int(best["epoch"]), _fraction(best["f1_mean"], mpath, f"{BEST_KEY}.f1_mean")) if best else None,
-        test_frames=int(data.get("test_frames", 0)), epoch_policy=str(data.get("epoch_policy", "unknown")),
-        tracking=read_tracking(mpath.parent))
+    m = FoldMetrics.from_json(data, str(mpath))
+    if m.dataset not in DATASETS or m.test_part not in PARTS:
+        raise InputError(f"{mpath}: dataset {m.dataset!r} / test_part {m.test_part!r} must be one of {DATASETS} / "
+                         f"{PARTS}")
+    if m.aus != AUS[m.dataset]:
+        raise InputError(f"{mpath}: AUs {list(m.aus)} are not {m.dataset}'s {list(AUS[m.dataset])}")
+    f1 = _f1(m.f1, AUS[m.dataset], mpath)
+    best = (m.best.epoch, _fraction(m.best.f1_mean, mpath, f"{BEST_KEY}.f1_mean")) if m.best else None
+    return RunResult(path=mpath.parent, dataset=m.dataset, test_part=m.test_part, variant=m.variant, f1=f1,
+                     f1_mean=_mean_f1(m.f1_mean, f1, mpath),
+                     floor=_fraction(m.all_positive_f1_mean, mpath, "all_positive_f1_mean"), best=best,
+                     test_frames=m.test_frames, epoch_policy=m.epoch_policy, tracking=read_tracking(mpath.parent))
 
 
 def read_cross(path: str | Path) -> CrossResult:
     """A cross-domain direction from an ``au-ttt evaluate`` output directory (or its metrics.json)."""
     mpath = _metrics_path(path)
-    hint = "au-ttt evaluate"
-    data = _load_json(mpath, f"run `{hint}` with --dataset set to the other dataset first")
-    _require(data, ("source", "target", "f1", "f1_mean", "all_positive_f1_mean", "test_set"), mpath, hint)
-    source, target = data["source"], data["target"]
-    if source not in DATASETS or target not in DATASETS or source == target:
-        raise InputError(f"{mpath}: {source!r} → {target!r} is not a cross-domain evaluation (Table II needs "
+    m = CrossMetrics.from_json(load_json_object(mpath, "run `au-ttt evaluate` with --dataset set to the other "
+                                                       "dataset first"), str(mpath))
+    if m.source not in DATASETS or m.target not in DATASETS or m.source == m.target:
+        raise InputError(f"{mpath}: {m.source!r} → {m.target!r} is not a cross-domain evaluation (Table II needs "
                          f"source ≠ target among {DATASETS}); within-domain runs go to --table1")
-    train_run = Path(str(data.get("run", "")))
+    train_run = Path(m.run)
+    f1 = _f1(m.f1, CROSS_DOMAIN_AUS, mpath)
     return CrossResult(
-        path=mpath.parent, source=source, target=target, test_set=str(data["test_set"]),
-        trained_on_parts=tuple(data.get("trained_on_parts", ())), variant=data.get("variant"),
-        f1=(f1 := _f1(data, CROSS_DOMAIN_AUS, mpath)), f1_mean=_mean_f1(data, f1, mpath),
-        floor=_fraction(data["all_positive_f1_mean"], mpath, "all_positive_f1_mean"),
-        test_frames=int(data.get("test_frames", 0)), epoch_policy=str(data.get("epoch_policy", "unknown")),
-        train_run=train_run, tracking=read_tracking(mpath.parent),
-        train_tracking=read_tracking(train_run) if str(train_run) and train_run.is_dir() else None)
+        path=mpath.parent, source=m.source, target=m.target, test_set=m.test_set,
+        trained_on_parts=m.trained_on_parts, variant=m.variant, f1=f1, f1_mean=_mean_f1(m.f1_mean, f1, mpath),
+        floor=_fraction(m.all_positive_f1_mean, mpath, "all_positive_f1_mean"), test_frames=m.test_frames,
+        epoch_policy=m.epoch_policy, train_run=train_run, tracking=read_tracking(mpath.parent),
+        train_tracking=read_tracking(train_run) if m.run and train_run.is_dir() else None)
 
 
 def _folds(runs: list[RunResult], dataset: str, variant: str | None, what: str) -> FoldGroup:

@@ -17,7 +17,7 @@ import torch
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write
 
-__all__ = ["load_checkpoint", "restore_rng", "rng_state", "save_checkpoint"]
+__all__ = ["CHECKPOINT_KEYS", "load_checkpoint", "restore_rng", "rng_state", "save_checkpoint"]
 
 
 def rng_state() -> dict[str, Any]:
@@ -47,8 +47,21 @@ def save_checkpoint(path: str | Path, **payload: Any) -> Path:
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "step", "history")
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's payload; a missing, truncated or foreign file is an InputError naming it."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found (train first, or drop --resume to start fresh)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    fix = "delete it to train this run from the start"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # zip, pickle and storage errors all mean "not a checkpoint we wrote"
+        raise InputError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err)[:200]}); {fix}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(payload, dict) or k not in payload]
+    if missing:
+        raise InputError(f"{path}: not an `au-ttt train` checkpoint of this version (missing {', '.join(missing)}); "
+                         f"{fix}")
+    return payload

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from au_ttt.fileio import atomic_write
 from au_ttt.metrics import all_positive_f1, f1_per_au
+from au_ttt.train.runtime import autocast_for, worker_init
 
 __all__ = ["evaluate_model", "predict", "write_predictions"]
 
@@ -25,10 +26,9 @@ __all__ = ["evaluate_model", "predict", "write_predictions"]
 def predict(model, dataset, device: torch.device, batch_size: int = 64, workers: int = 0,
             amp: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """(rows, probabilities (N, N_out)) of ``model`` over ``dataset`` in dataset order."""
-    from au_ttt.train.loop import autocast_for
-
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        worker_init_fn=worker_init if workers else None)
     rows, probs = [], []
     for batch in loader:
         with autocast_for(device, amp):

@@ -35,7 +35,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ENV_LOCK_DIR", "GpuSlot", "GpuSlotTimeout", "acquire_gpu", "default_lock_dir", "discover_pool"]
+from au_ttt.errors import InputError
+
+__all__ = ["ENV_LOCK_DIR", "GpuSlot", "GpuSlotTimeout", "acquire_gpu", "acquire_gpus", "default_lock_dir",
+           "discover_pool"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +179,7 @@ def _set_env(slot: GpuSlot, device: str) -> None:
 
 
 def acquire_gpu(pool: list[str] | None = None, lock_dir: str | Path | None = None,
-                timeout: float = DEFAULT_TIMEOUT_S, poll: float = DEFAULT_POLL_S) -> GpuSlot:
+                timeout: float = DEFAULT_TIMEOUT_S, poll: float = DEFAULT_POLL_S, set_env: bool = True) -> GpuSlot:
     """Hold one device of the pool for this process and point ``CUDA_VISIBLE_DEVICES`` at it.
 
     Call before any CUDA use (see the module docstring). Use as a context manager, or keep the returned
@@ -187,6 +190,8 @@ def acquire_gpu(pool: list[str] | None = None, lock_dir: str | Path | None = Non
         lock_dir: where the ``au_ttt-gpu-<id>.lock`` files live; default :func:`default_lock_dir`.
         timeout: seconds to wait for a free slot before :class:`GpuSlotTimeout`.
         poll: mean seconds between attempts (jittered ±50 % so waiting jobs do not retry in lockstep).
+        set_env: point this process's ``CUDA_VISIBLE_DEVICES`` at the device (False: only hold the lock,
+            for a launcher that hands the device to child processes).
     """
     if _cuda_already_initialised():
         raise RuntimeError("acquire_gpu() called after torch initialised CUDA: CUDA_VISIBLE_DEVICES would be "
@@ -213,7 +218,8 @@ def acquire_gpu(pool: list[str] | None = None, lock_dir: str | Path | None = Non
             fd = _try_lock(paths[device])
             if fd is not None:
                 slot = GpuSlot(device=device, lock_path=paths[device], source="lock", _fd=fd)
-                _set_env(slot, device)
+                if set_env:
+                    _set_env(slot, device)
                 logger.info("GPU slot %s acquired (lock %s)", device, paths[device])
                 return slot
         if time.monotonic() >= deadline:
@@ -225,3 +231,27 @@ def acquire_gpu(pool: list[str] | None = None, lock_dir: str | Path | None = Non
             logger.info("all %d GPU slots busy; waiting up to %.0f s", len(pool), timeout)
             waited = True
         time.sleep(min(poll * rng.uniform(0.5, 1.5), max(deadline - time.monotonic(), 0.0)))
+
+
+def acquire_gpus(n: int, pool: list[str] | None = None, **kwargs) -> list[GpuSlot]:
+    """Hold ``n`` devices of the pool for child processes (a torchrun launch); ``[]`` on a machine without GPUs.
+
+    The environment of this process is left alone: the caller passes ``CUDA_VISIBLE_DEVICES`` (the ids of
+    the returned slots) to the children. Fewer devices than asked for is an error naming both numbers.
+    """
+    pool = discover_pool() if pool is None else pool
+    if not pool:
+        logger.warning("no GPU found: the %d processes run on the CPU", n)
+        return []
+    if len(pool) < n:
+        raise InputError(f"{n} GPUs asked for, {len(pool)} available ({', '.join(pool)}); lower the process count "
+                         "or give the job more GPUs")
+    slots: list[GpuSlot] = []
+    try:
+        for _ in range(n):
+            slots.append(acquire_gpu(pool, set_env=False, **kwargs))
+    except BaseException:
+        for slot in slots:
+            slot.release()
+        raise
+    return slots

@@ -1,9 +1,14 @@
 """Train one (dataset, fold, variant): AdamW + warm-up cosine, grad clipping, bf16 on GPU, resumable.
 
 Order of one epoch (nanoGPT habit: fixed, commented): reseed from (seed, epoch) → shuffle with a
-generator seeded the same way → for each batch: forward under autocast, the eq. 11 loss, backward, clip,
-step, scheduler update → evaluate the test part → atomic checkpoint → log. Reseeding per epoch makes a
-run resumed after a kill -9 replay exactly the epochs it lost (tested bit-for-bit on CPU).
+generator seeded the same way → for each batch: forward under autocast, the eq. 11 loss, one update of
+:mod:`au_ttt.train.recipe` (non-finite guard, backward, clip, step, schedule) → evaluate the test part →
+atomic checkpoint → log. Reseeding per epoch makes a run resumed after a kill -9 replay exactly the
+epochs it lost (tested bit for bit on CPU).
+
+A checkpoint is resumed only under the same run key (:mod:`au_ttt.train.runkey`); otherwise the run starts
+from the beginning and the log names what changed. Final outputs of an earlier run are removed before
+training starts, so a failed or killed run never leaves an older model looking like its result.
 """
 
 from __future__ import annotations
@@ -11,9 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,181 +26,168 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from au_ttt.config import to_dict
 from au_ttt.fileio import atomic_write, atomic_write_json
 from au_ttt.losses import AULoss
-from au_ttt.model.au_ttt import AUTTT, load_pretrained, save_weights
+from au_ttt.model.au_ttt import AUTTT, save_weights
 from au_ttt.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from au_ttt.train.evaluate import evaluate_model, write_predictions
+from au_ttt.train.recipe import NonFiniteLoss, build_optimisation, update
+from au_ttt.train.records import FoldMetrics, RunInfo, RunSpec
+from au_ttt.train.runkey import RunKey
+from au_ttt.train.runtime import autocast_for, failpoint, seed_epoch, set_threads, worker_init
+from au_ttt.train.weights import initialise_from_file
 
-__all__ = ["RunSpec", "autocast_for", "resolve_device", "train_run"]
+__all__ = ["CHECKPOINT", "FINAL_OUTPUTS", "ResumePlan", "RunSpec", "plan_resume", "train_run"]
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT = "checkpoint.pt"
+# written at the end of a successful run, metrics.json last (its presence means "finished")
+FINAL_OUTPUTS = ("predictions.parquet", "history.json", "curves.png", "model.safetensors", "metrics.json")
+
 
 @dataclass(frozen=True)
-class RunSpec:
-    """What one training job is: the dataset, the fold (named by its test part) and the Table III variant."""
+class ResumePlan:
+    """Whether a run continues from its checkpoint, and the sentence that says why (or why not)."""
 
-    dataset: str
-    test_part: int
-    variant: str | None = None
+    checkpoint: dict[str, Any] | None
+    message: str
 
     @property
-    def name(self) -> str:
-        return f"{self.dataset}-test{self.test_part}-{self.variant or 'model'}"
+    def resumed(self) -> bool:
+        return self.checkpoint is not None
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        log.warning("no CUDA device: training on the CPU")
-        return torch.device("cpu")
-    return torch.device(device)
-
-
-def autocast_for(device: torch.device, amp: str):
-    """bf16 autocast on CUDA when amp is 'auto'/'bf16'; the TTT inner state stays fp32 regardless."""
-    use = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
-
-
-def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
-    s = seed * 100_003 + epoch
-    random.seed(s)
-    np.random.seed(s % 2**32)
-    torch.manual_seed(s)
-    return torch.Generator().manual_seed(s)
-
-
-def _build_optimisation(model: AUTTT, cfg, steps_per_epoch: int):
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
-
-    optimizer = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.epochs * steps_per_epoch
-    scheduler = CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg.min_lr,
-                                  warmup_t=round(cfg.warmup_epochs * steps_per_epoch),
-                                  warmup_lr_init=cfg.warmup_lr, t_in_epochs=False)
-    return optimizer, scheduler
+def plan_resume(out_dir: str | Path, key: RunKey, resume: bool) -> ResumePlan:
+    """Resume from ``<out_dir>/checkpoint.pt`` only if asked and written under the same run key."""
+    path = Path(out_dir) / CHECKPOINT
+    if not resume:
+        return ResumePlan(None, "training from the start (no --resume)")
+    if not path.is_file():
+        return ResumePlan(None, f"no checkpoint in {path.parent}: training from the start")
+    ckpt = load_checkpoint(path)
+    stored = ckpt.get("run_key") or {}
+    if stored.get("digest") == key.digest:
+        return ResumePlan(ckpt, f"resuming after epoch {ckpt['epoch'] + 1} (run key {key.digest[:12]} unchanged)")
+    changed = ", ".join(key.changes(stored.get("components")))
+    return ResumePlan(None, f"not resuming {path}: {changed} changed since it was written; training from the start")
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _train_epoch(model, loader, criterion, optimizer, scheduler, step: int, device, cfg, desc: str,
-                 progress: bool) -> tuple[dict[str, float], int]:
+def _train_epoch(model, loader, criterion, opt, epoch: int, device, cfg, desc: str, progress: bool
+                 ) -> dict[str, float]:
     model.train()
     sums: dict[str, float] = {}
     n = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
-    for batch in bar:
+    for i, batch in enumerate(bar):
+        failpoint(f"epoch{epoch + 1}.step{i + 1}")
         batch = _to(batch, device)
         with autocast_for(device, cfg.amp):
             out = model(batch["image"], batch["roi_masks"])
         parts = criterion(out.logits.float(), out.heatmaps.float(), batch["labels"], batch["heatmap"],
                           batch["label_mask"])
-        optimizer.zero_grad(set_to_none=True)
-        parts["total"].backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        step += 1
-        scheduler.step_update(step)
+        update(opt, model, parts["total"], parts=parts, where=f"epoch {epoch + 1}, step {opt.step + 1}",
+               hint=f"train.lr (now {cfg.lr:g})")
         bs = batch["image"].shape[0]
         n += bs
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
-        bar.set_postfix(loss=f"{sums['total'] / n:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-    return {f"train_{k}": v / max(n, 1) for k, v in sums.items()}, step
+        bar.set_postfix(loss=f"{sums['total'] / n:.4f}", lr=f"{opt.lr:.2e}")
+    return {f"train_{k}": v / max(n, 1) for k, v in sums.items()}
 
 
-def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *, device: str = "auto",
-              resume: bool = False, tracker=None, progress: bool = True, stop_after_epoch: int | None = None
-              ) -> dict[str, Any]:
+def _scalars(row: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in row.items() if isinstance(v, int | float) and k != "epoch"}
+
+
+def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *, key: RunKey,
+              device: torch.device | str, plan: ResumePlan | None = None, tracker=None, progress: bool = True,
+              stop_after_epoch: int | None = None) -> FoldMetrics | None:
     """Train ``spec`` on ``train_ds``, evaluate on ``test_ds`` each epoch, write the run directory.
 
-    Outputs in ``out_dir``: ``checkpoint.pt`` (latest, resumable), ``model.safetensors`` (final weights),
-    ``history.json``, ``metrics.json`` (last epoch), ``predictions.parquet`` (per-frame probabilities),
-    ``curves.png``. ``stop_after_epoch`` ends the process after that epoch (tests of resume).
+    Outputs in ``out_dir``: ``checkpoint.pt`` (latest, resumable), ``run.json``, and at the end
+    :data:`FINAL_OUTPUTS`. ``plan`` (from :func:`plan_resume`) carries the checkpoint to continue;
+    ``tracker`` (a :class:`au_ttt.train.tracking.RunLogger`) gets each epoch once, also across resumes.
+    ``stop_after_epoch`` returns None after that epoch, before the final outputs (tests of resume).
     """
     cfg, model_cfg = settings.train, settings.model_for(spec.variant)
+    device = torch.device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    dev = resolve_device(device)
+    for name in FINAL_OUTPUTS:  # an older run's result must never stand beside a new, unfinished one
+        (out_dir / name).unlink(missing_ok=True)
+    set_threads(cfg.threads)
     aus = tuple(train_ds.aus)
-    _seed_epoch(cfg.seed, -1)
-    model = AUTTT(model_cfg, len(aus)).to(dev)
+    seed_epoch(cfg.seed, -1)
+    model = AUTTT(model_cfg, len(aus)).to(device)
     if cfg.pretrained:  # a resumed checkpoint below overrides these weights
-        report = load_pretrained(model, cfg.pretrained)
-        log.info("pretrained backbone %s: %s", cfg.pretrained, report.summary())
+        initialise_from_file(model, cfg.pretrained)
     rates = _train_rates(train_ds, spec)
-    criterion = AULoss(settings.loss, spec.dataset, rates).to(dev)
+    criterion = AULoss(settings.loss, spec.dataset, rates).to(device)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
-    optimizer, scheduler = _build_optimisation(model, cfg, steps_per_epoch)
-
-    ckpt_path = out_dir / "checkpoint.pt"
-    start, step, history = 0, 0, []
-    run_info = {"spec": asdict(spec), "aus": list(aus), "model": to_dict(model_cfg), "train": to_dict(cfg),
-                "loss": to_dict(settings.loss), "train_rates": [float(r) for r in rates],
-                "train_frames": len(train_ds), "test_frames": len(test_ds), "device": str(dev)}
-    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
-    if ckpt is not None and _comparable(ckpt["run"]) != _comparable(run_info):
-        log.warning("%s was written with another configuration or data: starting fresh, not resuming", ckpt_path)
-        ckpt = None
+    opt = build_optimisation(model, lr=cfg.lr, weight_decay=cfg.weight_decay, total_steps=cfg.epochs * steps_per_epoch,
+                             warmup_steps=round(cfg.warmup_epochs * steps_per_epoch), warmup_lr=cfg.warmup_lr,
+                             min_lr=cfg.min_lr, grad_clip=cfg.grad_clip)
+    info = RunInfo(spec=spec, aus=aus, model=model_cfg, train=cfg, loss=settings.loss, heatmaps=settings.heatmaps,
+                   train_rates=tuple(float(r) for r in rates), train_frames=len(train_ds), test_frames=len(test_ds),
+                   device=str(device), pretrained=cfg.pretrained, run_key=key.digest,
+                   run_key_components=dict(key.components))
+    ckpt_path = out_dir / CHECKPOINT
+    start, history = 0, []
+    ckpt = plan.checkpoint if plan is not None else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        opt.optimizer.load_state_dict(ckpt["optimizer"])
+        opt.scheduler.load_state_dict(ckpt["scheduler"])
         restore_rng(ckpt["rng"])
-        start, step, history = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"]
-        log.info("resumed %s after epoch %d (step %d)", spec.name, ckpt["epoch"] + 1, step)
-    elif resume:
-        log.info("no usable checkpoint in %s: starting fresh", out_dir)
+        start, opt.step, history = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"]
+    log.info("%s: %s", spec.name, plan.message if plan is not None else "training from the start")
+    info.write(out_dir)
+    if tracker is not None:  # epochs the checkpoint has but a kill kept from the tracker
+        for row in history:
+            tracker.log_metrics_once(_scalars(row), step=row["epoch"])
 
-    atomic_write_json(out_dir / "run.json", run_info)
     t0 = time.time()
     for epoch in range(start, cfg.epochs):
-        generator = _seed_epoch(cfg.seed, epoch)
+        generator = seed_epoch(cfg.seed, epoch)
         loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                            num_workers=cfg.num_workers, pin_memory=dev.type == "cuda",
-                            persistent_workers=False)
-        row, step = _train_epoch(model, loader, criterion, optimizer, scheduler, step, dev, cfg,
-                                 f"{spec.name} epoch {epoch + 1}/{cfg.epochs}", progress)
-        row.update(epoch=epoch + 1, step=step, lr=optimizer.param_groups[0]["lr"], seconds=time.time() - t0)
+                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=False,
+                            worker_init_fn=worker_init if cfg.num_workers else None)
+        try:
+            row: dict[str, Any] = _train_epoch(model, loader, criterion, opt, epoch, device, cfg,
+                                               f"{spec.name} epoch {epoch + 1}/{cfg.epochs}", progress)
+        except NonFiniteLoss as err:
+            kept = f"the last good checkpoint is {ckpt_path} (epoch {epoch})" if epoch else "no checkpoint was written"
+            raise NonFiniteLoss(f"{spec.name} {err}; {kept}") from None
+        row.update(epoch=epoch + 1, step=opt.step, lr=opt.lr, seconds=time.time() - t0)
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            result = evaluate_model(model, test_ds, dev, cfg.batch_size, cfg.num_workers, cfg.amp)
+            result = evaluate_model(model, test_ds, device, cfg.batch_size, cfg.num_workers, cfg.amp)
             row.update(test_f1=float(result["f1_mean"]),
                        **{f"test_f1_AU{a}": float(f) for a, f in zip(aus, result["f1"], strict=True)})
         history.append(row)
         log.info("%s epoch %d/%d: loss %.4f%s", spec.name, epoch + 1, cfg.epochs, row["train_total"],
                  f", test F1 {row['test_f1']:.3f}" if "test_f1" in row else "")
-        save_checkpoint(ckpt_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(), rng=rng_state(), epoch=epoch, step=step,
-                        history=history, run=run_info)
+        save_checkpoint(ckpt_path, model=model.state_dict(), optimizer=opt.optimizer.state_dict(),
+                        scheduler=opt.scheduler.state_dict(), rng=rng_state(), epoch=epoch, step=opt.step,
+                        history=history, run_key=key.to_json())
+        failpoint(f"epoch{epoch + 1}.checkpointed")
         if tracker is not None:
-            tracker.log_metrics({k: v for k, v in row.items() if isinstance(v, int | float)}, step=epoch + 1)
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-            return {"stopped_after_epoch": epoch + 1}
+            tracker.log_metrics_once(_scalars(row), step=epoch + 1)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
+            return None
 
-    final = evaluate_model(model, test_ds, dev, cfg.batch_size, cfg.num_workers, cfg.amp)
-    save_weights(model, out_dir / "model.safetensors", {"run": json.dumps(run_info)})
+    final = evaluate_model(model, test_ds, device, cfg.batch_size, cfg.num_workers, cfg.amp)
+    metrics = FoldMetrics.from_result(spec, aus, final, history, run_key=key.digest)
     write_predictions(out_dir / "predictions.parquet", test_ds, final, aus)
-    metrics = _final_metrics(spec, aus, final, history)
     atomic_write_json(out_dir / "history.json", history)
-    atomic_write_json(out_dir / "metrics.json", metrics)
     _plot_curves(history, out_dir / "curves.png", spec.name)
+    save_weights(model, out_dir / "model.safetensors", {"run": json.dumps(info.to_json())})
+    metrics.write(out_dir)
     return metrics
-
-
-def _comparable(run_info: dict) -> dict:
-    """What must match for a checkpoint to be resumed: everything but the device (and worker/thread counts)."""
-    train = {k: v for k, v in run_info["train"].items() if k not in ("num_workers", "threads")}
-    return {**{k: v for k, v in run_info.items() if k not in ("device", "train")}, "train": train}
 
 
 def _train_rates(train_ds, spec: RunSpec) -> np.ndarray:
@@ -206,21 +197,6 @@ def _train_rates(train_ds, spec: RunSpec) -> np.ndarray:
     rates = occurrence_rates(np.where(train_ds.label_mask, train_ds.labels, -1))
     class_weights(rates, [f"AU{a}" for a in train_ds.aus], spec.name)  # raises, naming the AU and run
     return rates
-
-
-def _final_metrics(spec: RunSpec, aus, final: dict, history: list[dict]) -> dict[str, Any]:
-    """Last-epoch F1 is the reported number; best-epoch-on-test is kept apart and labelled as such."""
-    scored = [h for h in history if "test_f1" in h]
-    best = max(scored, key=lambda h: h["test_f1"]) if scored else None
-    return {
-        "run": spec.name, "dataset": spec.dataset, "test_part": spec.test_part, "variant": spec.variant,
-        "epoch_policy": "last epoch", "aus": list(aus),
-        "f1": dict(zip([f"AU{a}" for a in aus], map(float, final["f1"]), strict=True)),
-        "f1_mean": float(final["f1_mean"]), "all_positive_f1_mean": float(final["all_positive_f1_mean"]),
-        "test_frames": int(final["frames"]),
-        "best_epoch_on_test (optimistic, not the reported number)":
-            {"epoch": best["epoch"], "f1_mean": best["test_f1"]} if best else None,
-    }
 
 
 def _plot_curves(history: list[dict], path: Path, title: str) -> None:

@@ -13,42 +13,28 @@ DDP / checkpoint path; it is not, and is never reported as, ImageNet.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
-import random
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from au_ttt.errors import InputError
-from au_ttt.fileio import atomic_write_json
+from au_ttt.train.config import PretrainConfig
+from au_ttt.train.recipe import build_optimisation, update
+from au_ttt.train.records import PretrainResult
+from au_ttt.train.runtime import autocast_for, distributed, failpoint, seed_process, worker_init
 
-__all__ = ["PretrainConfig", "pretrain", "write_digits_imagefolder"]
+__all__ = ["BACKBONE", "PretrainConfig", "pretrain", "write_digits_imagefolder"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    data_root: str = "data/imagenet"   # ImageFolder root with train/ and val/
-    epochs: int = 300                  # DeiT-S / timm ViT-S recipe
-    batch_size: int = 1024             # global batch of the DeiT recipe (split over processes)
-    lr: float = 5e-4                   # DeiT: 5e-4 · batch/512 is scaled below
-    weight_decay: float = 0.05         # DeiT
-    warmup_epochs: float = 5.0         # DeiT
-    min_lr: float = 1e-5               # DeiT
-    mixup: float = 0.8                 # DeiT
-    cutmix: float = 1.0                # DeiT
-    label_smoothing: float = 0.1       # DeiT
-    auto_augment: str | None = "rand-m9-mstd0.5-inc1"  # DeiT RandAugment
-    num_workers: int = 8
-    seed: int = 0
-    max_steps: int = 0                 # stop after this many optimiser steps (0 = full epochs; smoke tests)
+BACKBONE = "backbone.safetensors"
 
 
 def write_digits_imagefolder(out: str | Path, size: int = 64, val_fraction: float = 0.2, seed: int = 0) -> dict:
@@ -79,19 +65,6 @@ def write_digits_imagefolder(out: str | Path, size: int = 64, val_fraction: floa
     return {"root": str(out), "train": len(order) - n_val, "val": n_val, "classes": 10}
 
 
-def _distributed() -> tuple[int, int, int]:
-    """(rank, local rank, world size), initialising the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 0, 1
-    import torch.distributed as dist
-
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), world
-
-
 def _loaders(cfg: PretrainConfig, img_size: int, world: int, rank: int, batch: int):
     from timm.data import create_transform
     from torch.utils.data import DataLoader, DistributedSampler
@@ -108,9 +81,10 @@ def _loaders(cfg: PretrainConfig, img_size: int, world: int, rank: int, batch: i
     train_set, val_set = ImageFolder(root / "train", train_tf), ImageFolder(root / "val", val_tf)
     sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
     g = torch.Generator().manual_seed(cfg.seed)
+    init = worker_init if cfg.num_workers else None
     train = DataLoader(train_set, batch, shuffle=sampler is None, sampler=sampler, generator=g, drop_last=True,
-                       num_workers=cfg.num_workers)
-    val = DataLoader(val_set, batch, shuffle=False, num_workers=cfg.num_workers)
+                       num_workers=cfg.num_workers, worker_init_fn=init)
+    val = DataLoader(val_set, batch, shuffle=False, num_workers=cfg.num_workers, worker_init_fn=init)
     return train, val, sampler, len(train_set.classes)
 
 
@@ -136,83 +110,75 @@ class _Classifier(nn.Module):
         return self.backbone.forward_cls(x)
 
 
-def pretrain(model_cfg, cfg: PretrainConfig, out: str | Path, device: str = "auto") -> dict[str, Any]:
-    """Pretrain the backbone; rank 0 writes ``backbone.safetensors`` and ``pretrain.json`` into ``out``."""
-    import json
+def pretrain(model_cfg, cfg: PretrainConfig, out: str | Path, device: torch.device) -> PretrainResult:
+    """Pretrain the backbone; rank 0 writes ``backbone.safetensors`` and ``pretrain.json`` into ``out``.
 
+    One process, or one of ``WORLD_SIZE`` under torchrun (:func:`au_ttt.train.runtime.torchrun_command`).
+    A non-finite loss stops every rank (they agree on it each step) and writes nothing.
+    """
     from timm.data import Mixup
     from timm.loss import SoftTargetCrossEntropy
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
     from tqdm import tqdm
 
     from au_ttt.model.au_ttt import AUTTT, save_weights
 
-    rank, local_rank, world = _distributed()
-    dev = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() and device != "cpu" else "cpu")
-    random.seed(cfg.seed + rank)          # timm's random-resized crop draws from Python's RNG
-    np.random.seed(cfg.seed + rank)
-    torch.manual_seed(cfg.seed)
-    per_proc = max(1, cfg.batch_size // world)
-    train, val, sampler, n_classes = _loaders(cfg, model_cfg.img_size, world, rank, per_proc)
-    backbone = AUTTT(replace(model_cfg, au_roi=False), n_classes)
-    for p in (*backbone.heatmap_head.parameters(), backbone.heatmap_gain):  # unused by classification
-        p.requires_grad_(False)
-    model: nn.Module = _Classifier(backbone).to(dev)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if dev.type == "cuda" else None)
-    lr = cfg.lr * cfg.batch_size / 512
-    optimizer = create_optimizer_v2(backbone, "adamw", lr=lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, len(train))
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    scheduler = CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg.min_lr,
-                                  warmup_t=min(round(cfg.warmup_epochs * steps_per_epoch), total // 2),
-                                  warmup_lr_init=1e-6, t_in_epochs=False)
-    mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
-                  num_classes=n_classes) if cfg.mixup > 0 or cfg.cutmix > 0 else None
-    criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    step, epochs, losses = 0, math.ceil(total / steps_per_epoch), []
-    for epoch in range(epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        model.train()
-        for x, y in tqdm(train, desc=f"pretrain epoch {epoch + 1}/{epochs}", disable=rank != 0, leave=False):
-            x, y = x.to(dev), y.to(dev)
-            if mixup is not None:
-                x, y = mixup(x, y)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                loss = criterion(model(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            scheduler.step_update(step)
-            losses.append(float(loss.detach()))
-            if step >= total:
+    out = Path(out)
+    for name in (BACKBONE, PretrainResult.FILE):  # no older backbone may survive a failed run
+        (out / name).unlink(missing_ok=True)
+    with distributed(device) as dist_info:
+        rank, world = dist_info.rank, dist_info.world
+        seed_process(cfg.seed, rank)
+        per_proc = max(1, cfg.batch_size // world)
+        train, val, sampler, n_classes = _loaders(cfg, model_cfg.img_size, world, rank, per_proc)
+        backbone = AUTTT(replace(model_cfg, au_roi=False), n_classes)
+        for p in (*backbone.heatmap_head.parameters(), backbone.heatmap_gain):  # unused by classification
+            p.requires_grad_(False)
+        model: nn.Module = _Classifier(backbone).to(device)
+        if world > 1:
+            model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+        steps_per_epoch = max(1, len(train))
+        total = cfg.max_steps or cfg.epochs * steps_per_epoch
+        opt = build_optimisation(backbone, lr=cfg.lr * cfg.batch_size / 512, weight_decay=cfg.weight_decay,
+                                 total_steps=total, warmup_steps=min(round(cfg.warmup_epochs * steps_per_epoch),
+                                                                     total // 2),
+                                 warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, grad_clip=cfg.grad_clip)
+        mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                      num_classes=n_classes) if cfg.mixup > 0 or cfg.cutmix > 0 else None
+        criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        epochs, losses = math.ceil(total / steps_per_epoch), []
+        for epoch in range(epochs):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            model.train()
+            for x, y in tqdm(train, desc=f"pretrain epoch {epoch + 1}/{epochs}", disable=rank != 0, leave=False):
+                failpoint(f"pretrain.step{opt.step + 1}")
+                x, y = x.to(device), y.to(device)
+                if mixup is not None:
+                    x, y = mixup(x, y)
+                with autocast_for(device, "auto"):
+                    loss = criterion(model(x).float(), y)
+                update(opt, model, loss, where=f"pretraining epoch {epoch + 1}, step {opt.step + 1}",
+                       hint=f"pretrain.lr (now {cfg.lr:g})", all_ranks=world > 1)
+                losses.append(float(loss.detach()))
+                if opt.step >= total:
+                    break
+            if opt.step >= total:
                 break
-        if step >= total:
-            break
-    checksum = float(sum(p.detach().double().sum() for p in backbone.parameters()))
-    sums = [checksum]
-    if world > 1:
-        import torch.distributed as dist
+        checksum = float(sum(p.detach().double().sum() for p in backbone.parameters()))
+        sums = [checksum]
+        if world > 1:
+            import torch.distributed as dist
 
-        gathered = [None] * world
-        dist.all_gather_object(gathered, checksum)
-        sums = gathered
-    result = {"steps": step, "final_loss": losses[-1] if losses else None, "world_size": world,
-              "classes": n_classes, "val_top1": _top1(model, val, dev), "rank_weight_checksums": sums,
-              "data_root": cfg.data_root}
-    if rank == 0:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        save_weights(backbone, out / "backbone.safetensors", {"pretrain": json.dumps(result)})
-        atomic_write_json(out / "pretrain.json", result)
-        log.info("pretrained %d steps on %s: val top-1 %.3f", step, cfg.data_root, result["val_top1"])
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
+            gathered: list[float | None] = [None] * world
+            dist.all_gather_object(gathered, checksum)
+            sums = [float(s) for s in gathered if s is not None]
+        result = PretrainResult(steps=opt.step, world_size=world, classes=n_classes, val_top1=_top1(model, val, device),
+                                data_root=cfg.data_root, final_loss=losses[-1] if losses else None,
+                                rank_weight_checksums=tuple(sums))
+        if dist_info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_weights(backbone, out / BACKBONE, {"pretrain": json.dumps(result.to_json())})
+            result.write(out)
+            log.info("pretrained %d steps on %s: val top-1 %.3f", opt.step, cfg.data_root, result.val_top1)
     return result

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from au_ttt.errors import InputError
+from au_ttt.train.runkey import tree_digest
 
 __all__ = ["config_hash", "device_description", "flatten", "git_state", "manifest_hash", "run_tags", "source_digest"]
 
 # the repository the running au_ttt code comes from (editable install), not the caller's cwd
 _CODE_ROOT = Path(__file__).resolve().parents[2]
-_CHUNK = 1 << 20
 
 
 def _plain(obj: Any) -> Any:
@@ -65,31 +65,14 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def manifest_hash(path: str | Path) -> str:
-    """SHA-256 identifying a data manifest: a file's content, or every file of a directory.
-
-    A directory hashes the sorted list of ``relative/path<TAB>size<TAB>sha256`` lines, so a renamed,
-    added, removed or edited file changes the hash while the walk order and mtimes do not. Point it at
-    a manifest (frame index, ``dvc.lock``, a ``.dvc`` file), not at raw video folders: it reads every byte.
+    """SHA-256 identifying a data manifest: a file's content, or every file of a directory
+    (:func:`au_ttt.train.runkey.tree_digest`: relative paths, sizes and bytes; mtimes and walk order do not
+    matter). Point it at a manifest (frame index, ``dvc.lock``, a ``.dvc`` file): it reads every byte.
     """
-    path = Path(path)
-    if path.is_file():
-        return _file_digest(path)
-    if not path.is_dir():
+    if not Path(path).exists():
         raise InputError(f"{path}: data manifest not found; pass an existing manifest file or directory")
-    lines = []
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = file.relative_to(path).as_posix()
-        lines.append(f"{rel}\t{file.stat().st_size}\t{_file_digest(file)}")
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return tree_digest(path)
 
 
 def source_digest(package: str | Path | None = None) -> str:

@@ -1,12 +1,10 @@
 """Run tracking: a local ``tracking.json`` always, mirrored to an MLflow SQLite store when it works.
 
-Layout: one experiment (created once, under a file lock: concurrent ``create_experiment`` calls race,
-mlflow issue #4123), one *parent* run per table row (found again by its ``au_ttt.parent`` tag) and one
-*child* run per fold, linked with the ``mlflow.parentRunId`` tag, which the UI nests by and which works
-across processes (``start_run(parent_run_id=...)`` needs the parent to be active in the same process).
-The store is ``sqlite:////<abs uri_dir>/mlflow.db`` with artifacts in ``<uri_dir>/artifacts``: absolute,
-so results do not depend on each job's working directory; SQLite's 20 s busy timeout (set by MLflow)
-absorbs concurrent writes from the few local GPU jobs. Keep the store on local disk, not NFS.
+One child run per fold, nested under its table row's parent run (:mod:`au_ttt.train.mlflow_store`: the
+store, the experiment, the parents) with the ``mlflow.parentRunId`` tag, which the UI nests by and which
+works across processes (``start_run(parent_run_id=...)`` needs the parent active in the same process).
+A job killed mid-run is continued by its resumed job (same run key: the same MLflow run, reopened) or,
+when the run restarts, closed as KILLED and kept in ``tracking.json`` under ``previous_runs``.
 
 The JSON file is the record of truth: if MLflow is missing, the store is unwritable or any MLflow call
 raises, :class:`RunLogger` warns once, stops mirroring, and training goes on. ``mlflow`` is imported
@@ -29,136 +27,43 @@ and ``mlflow`` (uri, experiment/run/parent ids, the error that stopped mirroring
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
-import re
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write_json
+from au_ttt.train.mlflow_store import (
+    PARENT_TAG,
+    TrackingConfig,
+    check_name,
+    chunks,
+    ensure_experiment,
+    get_or_create_parent,
+    log_parent_metrics,
+    store_paths,
+    tracking_uri,
+)
+from au_ttt.train.mlflow_store import mlflow_client as _client
 from au_ttt.train.provenance import flatten, run_tags
 
-__all__ = ["PARENT_TAG", "RunLogger", "TrackingConfig", "ensure_experiment", "get_or_create_parent",
+# the store helpers are re-exported: callers import tracking as one module
+__all__ = ["PARENT_TAG", "RUN_KEY_TAG", "RunLogger", "TrackingConfig", "ensure_experiment", "get_or_create_parent",
            "log_parent_metrics", "store_paths", "tracking_uri"]
 
 logger = logging.getLogger(__name__)
 
-PARENT_TAG = "au_ttt.parent"  # name tag that makes get_or_create_parent idempotent
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:/ +=-]{1,200}$")
-_LOCK_TIMEOUT_S = 120.0
+RUN_KEY_TAG = "au_ttt.run_key"  # au_ttt.train.runkey digest: a job continues a tracked run only under the same key
 _MAX_PARAM = 6000  # MLflow's MAX_PARAM_VAL_LENGTH (mlflow/utils/validation.py)
 
 
-@dataclass(frozen=True)
-class TrackingConfig:
-    """The ``tracking`` section of the project config."""
-
-    # store directory, relative to the project root (cwd of Snakemake jobs); results/ per the Snakemake
-    # layout (workflow.md §1.1); holds mlflow.db and artifacts/
-    uri_dir: str = "results/mlflow"
-    experiment: str = "au-ttt"  # one experiment for the whole reproduction (workflow.md §4.3)
-    enabled: bool = True  # False: only tracking.json is written (e.g. quick CPU checks)
-
-
-def store_paths(cfg: TrackingConfig) -> tuple[Path, Path, Path]:
-    """Absolute ``(database, artifact dir, creation lock)`` paths of the store."""
-    root = Path(cfg.uri_dir).expanduser().resolve()
-    return root / "mlflow.db", root / "artifacts", root / ".au_ttt-tracking.lock"
-
-
-def tracking_uri(cfg: TrackingConfig) -> str:
-    """``sqlite:////abs/path/mlflow.db`` (four slashes: scheme + absolute path)."""
-    return f"sqlite:///{store_paths(cfg)[0].as_posix()}"
-
-
-@contextmanager
-def _file_lock(path: Path, timeout: float = _LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Exclusive flock on ``path`` across processes (polls so a dead holder is never waited for)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{path}: tracking lock still held after {timeout:.0f} s") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _client(cfg: TrackingConfig) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri(cfg))
-
-
-def ensure_experiment(cfg: TrackingConfig) -> str:
-    """Create the experiment once (file-locked, idempotent) and return its id."""
-    _, artifacts, lock = store_paths(cfg)
-    with _file_lock(lock):
-        client = _client(cfg)
-        exp = client.get_experiment_by_name(cfg.experiment)
-        if exp is None:
-            artifacts.mkdir(parents=True, exist_ok=True)
-            return str(client.create_experiment(cfg.experiment, artifact_location=artifacts.as_uri()))
-        if exp.lifecycle_stage == "deleted":
-            raise InputError(f"{tracking_uri(cfg)}: experiment {cfg.experiment!r} is deleted; restore it in the "
-                             "MLflow UI, purge it with `mlflow gc`, or set tracking.experiment to a new name")
-        return str(exp.experiment_id)
-
-
-def _check_name(name: str) -> str:
-    if not _NAME_RE.match(name):
-        raise InputError(f"run name {name!r} has characters MLflow filters cannot quote; use letters, digits "
-                         "and _ . : / + = - or spaces (at most 200)")
-    return name
-
-
-def get_or_create_parent(cfg: TrackingConfig, name: str, tags: Mapping[str, str] | None = None) -> str:
-    """Run id of the parent run named ``name`` (one per table row), created on first call.
-
-    Idempotent across processes: lookup and creation happen under the store's file lock. The parent is
-    marked FINISHED at creation; children link to it by tag and it can still take metrics later.
-    """
-    exp_id = ensure_experiment(cfg)
-    _check_name(name)
-    _, _, lock = store_paths(cfg)
-    with _file_lock(lock):
-        client = _client(cfg)
-        found = client.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '{name}'", max_results=1)
-        if found:
-            return str(found[0].info.run_id)
-        all_tags = {**run_tags(), **(tags or {}), PARENT_TAG: name}
-        run = client.create_run(exp_id, tags={k: str(v) for k, v in all_tags.items()}, run_name=name)
-        client.set_terminated(run.info.run_id, "FINISHED")
-        return str(run.info.run_id)
-
-
-def log_parent_metrics(cfg: TrackingConfig, name: str, metrics: Mapping[str, float], step: int = 0) -> str:
-    """Log summary metrics (e.g. fold mean and std of F1) on the parent run ``name``; returns its id."""
-    run_id = get_or_create_parent(cfg, name)
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    _client(cfg).log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
-    return run_id
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def _param(value: Any) -> str:
+    """Params are strings: JSON for lists, dicts, booleans and null (``true``, not ``True``)."""
+    return json.dumps(value) if isinstance(value, list | dict | bool | None) else str(value)
 
 
 class RunLogger:
@@ -174,15 +79,22 @@ class RunLogger:
         manifest: data manifest file/dir whose hash is tagged.
         device: device description for the tag (default: from ``CUDA_VISIBLE_DEVICES``).
 
-    Use as a context manager: a clean exit finishes the run as FINISHED, an exception as FAILED.
+        continue_run: this job resumes a killed job of the same run (same ``au_ttt.run_key`` tag, the caller
+            resumed its checkpoint): the previous record and MLflow run are reopened (status RUNNING) and
+            extended, not replaced. Otherwise a previous record in ``tracking.json`` is kept under
+            ``previous_runs`` and its MLflow run, if a kill left it RUNNING, is marked KILLED.
+
+    Use as a context manager: a clean exit finishes the run as FINISHED, an exception as FAILED, an
+    interruption (Ctrl-C, SIGTERM turned into KeyboardInterrupt/SystemExit) as KILLED.
     """
 
     def __init__(self, cfg: TrackingConfig, out_dir: str | Path, *, run_name: str, parent: str | None = None,
                  tags: Mapping[str, Any] | None = None, config: Any = None, manifest: str | Path | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, continue_run: bool = False) -> None:
         self.cfg = cfg
+        self.continue_run = continue_run
         self.path = Path(out_dir) / "tracking.json"
-        self.parent = _check_name(parent) if parent is not None else None  # a typo must fail, not just warn
+        self.parent = check_name(parent) if parent is not None else None  # a typo must fail, not just warn
         tags = {**run_tags(config, manifest, device), **{k: str(v) for k, v in (tags or {}).items()}}
         self.record: dict[str, Any] = {
             "run_name": run_name, "parent": parent, "status": "RUNNING",
@@ -231,19 +143,116 @@ class RunLogger:
         self._client, self._run_id = client, run.info.run_id
         self.record["mlflow"].update(experiment_id=exp_id, run_id=self._run_id, parent_run_id=parent_id)
 
+    def _reopen_mirror(self, run_id: str) -> None:
+        """Continue the MLflow run of a killed job: status back to RUNNING, the new tags added."""
+        try:
+            client = _client(self.cfg)
+            client.update_run(run_id, status="RUNNING")
+            from mlflow.entities import RunTag
+
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in self.record["tags"].items()])
+        except Exception as err:
+            self._disable(f"reopening MLflow run {run_id}", err)
+            return
+        self._client, self._run_id = client, run_id
+        self.record["mlflow"]["error"] = None
+
+    def _replay(self) -> None:
+        """Copy the JSON record's params and metrics into a freshly created MLflow run (continued records
+        whose first job could not mirror)."""
+        from mlflow.entities import Metric, Param
+
+        params = [Param(k, v[:_MAX_PARAM]) for k, v in self.record["params"].items()]
+        for chunk in chunks(params, 100):
+            self._mirror("log_params", self._client.log_batch, self._run_id, (), chunk)
+        metrics = [Metric(k, float(v), int(t), int(step)) for k, rows in self.record["metrics"].items()
+                   for step, v, t in rows]
+        for chunk in chunks(metrics, 1000):
+            if self._client is not None:
+                self._mirror("log_metrics", self._client.log_batch, self._run_id, chunk)
+
     def _save(self) -> None:
         atomic_write_json(self.path, self.record, indent=1)
 
+    def _previous(self) -> dict[str, Any] | None:
+        """The record a former job left in ``tracking.json``; an unreadable one is moved aside, not fatal."""
+        if not self.path.is_file():
+            return None
+        try:
+            data = json.loads(self.path.read_text())
+            if isinstance(data, dict) and isinstance(data.get("metrics"), dict) and isinstance(data.get("tags"), dict):
+                return data
+            problem = "not a tracking record"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        aside = self.path.with_name(f"tracking.unreadable-{int(time.time())}.json")
+        os.replace(self.path, aside)
+        logger.warning("%s: %s; moved to %s, starting a new record", self.path, problem, aside)
+        return None
+
+    def _same_store(self, record: dict[str, Any]) -> bool:
+        ml = record.get("mlflow") or {}
+        return bool(self.cfg.enabled and ml.get("run_id") and ml.get("tracking_uri") == tracking_uri(self.cfg))
+
+    def _close_killed(self, record: dict[str, Any]) -> None:
+        """A job that died without finishing left its run RUNNING: mark it KILLED (JSON and MLflow)."""
+        if record.get("status") != "RUNNING":
+            return
+        record.update(status="KILLED", end_time=record.get("end_time") or time.time())
+        if self._same_store(record):
+            try:
+                client, run_id = _client(self.cfg), record["mlflow"]["run_id"]
+                client.set_tag(run_id, "au_ttt.superseded_by", "a restarted job (see tracking.json)")
+                client.set_terminated(run_id, "KILLED")
+            except Exception as err:
+                logger.warning("could not mark the killed MLflow run %s KILLED: %s", record["mlflow"]["run_id"], err)
+
     # -- public API -----------------------------------------------------------------------------------
     def __enter__(self) -> RunLogger:
+        previous = self._previous()
+        key = self.record["tags"].get(RUN_KEY_TAG)
+        if (self.continue_run and previous is not None and key is not None
+                and previous["tags"].get(RUN_KEY_TAG) == key and previous.get("run_name") == self.record["run_name"]):
+            self._continue(previous)
+            return self
+        if previous is not None:
+            self._close_killed(previous)
+            self.record["previous_runs"] = [*previous.pop("previous_runs", []), previous]
         self._start_mirror()
         self._save()
         if self._config is not None:
             self.log_params(flatten(self._config))
         return self
 
+    def _continue(self, previous: dict[str, Any]) -> None:
+        new_tags = self.record["tags"]
+        resumes = [*previous.get("resumes", []), time.time()]
+        self.record = {**previous, "status": "RUNNING", "end_time": None, "resumes": resumes,
+                       "tags": {**previous["tags"], **new_tags}}
+        self.record.setdefault("mlflow", {}).update(enabled=self.cfg.enabled,
+                                                    tracking_uri=tracking_uri(self.cfg) if self.cfg.enabled else None)
+        if self._same_store(previous):
+            self._reopen_mirror(previous["mlflow"]["run_id"])
+        elif self.cfg.enabled:
+            self._start_mirror()
+            if self._client is not None:
+                self._replay()
+        self._save()
+        if self._config is not None:  # values that changed without changing the run key (threads, workers)
+            flat = flatten(self._config)
+            self.log_params({k: v for k, v in flat.items() if k not in self.record["params"]})
+            changed = {k: v for k, v in flat.items() if k in self.record["params"] and _param(v) !=
+                       self.record["params"][k]}
+            if changed:  # MLflow refuses to change a logged param: keep the new values in the JSON only
+                self.record["params"].update({k: _param(v) for k, v in changed.items()})
+                self._save()
+        logger.info("continuing tracked run %s (MLflow run %s)", self.record["run_name"], self._run_id)
+
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        self.finish("FINISHED" if exc_type is None else "FAILED")
+        if exc_type is None:
+            self.finish("FINISHED")
+        else:
+            self.finish("KILLED" if issubclass(exc_type, KeyboardInterrupt | SystemExit) else "FAILED")
 
     @property
     def run_id(self) -> str | None:
@@ -252,8 +261,7 @@ class RunLogger:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log config values; nested mappings are flattened to dotted keys. Values are stored as strings."""
-        flat = {k: json.dumps(v) if isinstance(v, list | dict | bool | None) else str(v)
-                for k, v in flatten(params).items()}
+        flat = {k: _param(v) for k, v in flatten(params).items()}
         self.record["params"].update(flat)
         self._save()
         if self._client is not None:
@@ -263,7 +271,7 @@ class RunLogger:
             cut = " …[see tracking.json]"
             items = [Param(k, v if len(v) <= _MAX_PARAM else v[:_MAX_PARAM - len(cut)] + cut)
                      for k, v in flat.items()]
-            for chunk in _chunks(items, 100):  # MLflow's per-batch limit on params
+            for chunk in chunks(items, 100):  # MLflow's per-batch limit on params
                 if self._client is not None:  # a failed chunk stops the rest
                     self._mirror("log_params", self._client.log_batch, self._run_id, (), chunk)
 
@@ -279,6 +287,13 @@ class RunLogger:
 
             items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
             self._mirror("log_metrics", self._client.log_batch, self._run_id, items)
+
+    def log_metrics_once(self, metrics: Mapping[str, float], step: int) -> None:
+        """Log only the metrics not yet recorded at ``step`` (a resumed job replaying its history)."""
+        done = {k for k, rows in self.record["metrics"].items() if any(r[0] == int(step) for r in rows)}
+        todo = {k: v for k, v in metrics.items() if k not in done}
+        if todo:
+            self.log_metrics(todo, step=step)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Add or overwrite tags (e.g. the GPU slot's physical id)."""
@@ -296,7 +311,8 @@ class RunLogger:
         path = Path(path)
         if not path.exists():
             raise InputError(f"{path}: artifact to log does not exist; write it before calling log_artifact")
-        self.record["artifacts"].append(str(path.resolve()))
+        if str(path.resolve()) not in self.record["artifacts"]:  # a continued run logs the same files again
+            self.record["artifacts"].append(str(path.resolve()))
         self._save()
         if self._client is not None:
             fn = self._client.log_artifacts if path.is_dir() else self._client.log_artifact

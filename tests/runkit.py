@@ -1,0 +1,125 @@
+"""Helpers for training tests: the toy run's settings, data-product stand-ins and run key.
+
+The toy datasets (tests/toydata.py) live in memory, but a run key hashes files: ``toy_inputs`` writes small
+stand-ins for the index, crop store, heatmap cache and a pretrained backbone whose bytes the tests change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from au_ttt.settings import Settings, load_settings
+from au_ttt.train.records import RunSpec
+from au_ttt.train.runkey import RunKey, run_key
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = RunSpec("bp4d", 3)
+
+
+def toy_settings(epochs: int = 4, **train) -> Settings:
+    s = load_settings(REPO / "config/config.yaml")
+    values = dict(epochs=epochs, batch_size=16, num_workers=0, lr=1e-3, warmup_epochs=0.5, threads=1, eval_every=1)
+    return replace(s, train=replace(s.train, **{**values, **train}))
+
+
+def toy_inputs(root: Path) -> dict[str, Path]:
+    """Index file, crop folder, heatmap folder (small real files) under ``root``; created once."""
+    root.mkdir(parents=True, exist_ok=True)
+    index, crops, heatmaps = root / "index.parquet", root / "crops", root / "heatmaps"
+    if not index.exists():
+        index.write_bytes(b"PAR1 toy index")
+        for i in range(3):
+            (crops / "images" / "F001").mkdir(parents=True, exist_ok=True)
+            (crops / "images" / "F001" / f"{i}.jpg").write_bytes(bytes([i]) * 100)
+        (crops / "aligned.npz").write_bytes(b"toy aligned")
+        heatmaps.mkdir()
+        (heatmaps / "au_centres.npz").write_bytes(b"toy centres")
+    return {"index": index, "crops": crops, "heatmaps": heatmaps}
+
+
+def toy_key(settings: Settings, root: Path, spec: RunSpec = SPEC, **overrides: Path | None) -> RunKey:
+    inputs = {**toy_inputs(root), "pretrained": settings.train.pretrained, **overrides}
+    return run_key(settings.resolved(spec.variant), asdict(spec), inputs)
+
+
+# --- processes (Linux /proc): fault-injection tests -------------------------------------------------------
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, session id) of a live process, None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], int(fields[1]), int(fields[3])
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (a process started with start_new_session=True and its descendants,
+    orphaned ones included: a dead parent does not change a child's session)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (st := _stat(int(entry.name))) and st[2] == sid and st[0] != "Z":
+            out.append(int(entry.name))
+    return sorted(out)
+
+
+def descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` (torchrun puts its workers in sessions of their own: follow parents)."""
+    parent = {int(e.name): st[1] for e in Path("/proc").iterdir()
+              if e.name.isdigit() and (st := _stat(int(e.name))) and st[0] != "Z"}
+    out, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, pp in parent.items() if pp in frontier]
+        out += kids
+        frontier = kids
+    return sorted(out)
+
+
+def state(pid: int) -> str | None:
+    st = _stat(pid)
+    return st[0] if st else None
+
+
+def wait_for(condition, timeout: float, what: str, poll: float = 0.05):
+    """Poll ``condition()`` until it is truthy; fail naming ``what`` after ``timeout`` s (a bound, not a speed
+    assertion: the condition is expected to become true)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(poll)
+    return value
+
+
+def listening_sockets(pids: list[int]) -> list[tuple[str, int]]:
+    """(address, port) of the TCP sockets in LISTEN state held by ``pids`` (from /proc/net/tcp{,6})."""
+    import ipaddress
+
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:  # the process is gone
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:  # closed meanwhile (e.g. the descriptor of this very listing)
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] != "0A" or f[9] not in inodes:
+                continue
+            addr, port = f[1].split(":")
+            raw = bytes.fromhex(addr)
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # kernel words are little-endian
+            ip = ipaddress.ip_address(raw)
+            out.append((str(getattr(ip, "ipv4_mapped", None) or ip), int(port, 16)))
+    return out
