@@ -57,6 +57,8 @@ def test_paper_config_lists_the_full_reproduction(tmp_path):
         assert re.search(r"mem_mb=\d+", text) and re.search(r"runtime=\d+", text), (rule, text)
         if rule in ("train", "pretrain", "cross_domain"):
             assert re.search(r"gpu=[1-9]", text) and re.search(r"threads: \d+", text), (rule, text)
+        if rule == "pretrain":  # ImageNet pretraining: 4 DDP processes on the job's 4 GPUs
+            assert "gpu=4" in text and "au-ttt pretrain" in text and "--nproc 4" in text, text
 
 
 @pytest.mark.slow

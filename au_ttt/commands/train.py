@@ -97,6 +97,20 @@ def run(args: argparse.Namespace) -> int:
                                  step=settings.train.epochs)
             for name in ("metrics.json", "run.json", "curves.png"):
                 run.log_artifact(args.out / name)
+            if settings.tracking.log_model and run.run_id:
+                _log_model(args.out, settings, run.run_id)
     print(f"{spec.name}: mean F1 {metrics.f1_mean:.3f} (all-positive {metrics.all_positive_f1_mean:.3f}) "
           f"on {metrics.test_frames} test frames → {args.out}")
     return 0
+
+
+def _log_model(out, settings, run_id: str) -> None:
+    """The run as an MLflow pyfunc model (`au-ttt export` bundle inside); tracking never stops training."""
+    from au_ttt.predict.mlflow_model import log_pyfunc_model
+
+    try:
+        uri = log_pyfunc_model(out, settings.tracking, run_id, config=settings.source)
+        log.info("logged the model to MLflow: %s", uri)
+    except Exception as err:  # a store problem must not fail a finished training
+        log.warning("could not log the model to MLflow (%s: %s); `au-ttt export %s` makes the same bundle",
+                    type(err).__name__, err, out)

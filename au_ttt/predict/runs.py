@@ -45,15 +45,16 @@ class TrainedRun:
 
 
 def _load_run(run_dir: Path):
-    """(run.json, model) — the lead rewires this one call when the train package moves."""
+    """(run.json as a plain dict, model with the final weights), through the training side's one loader."""
     from au_ttt.train.cross import load_run
 
-    return load_run(run_dir)
+    info, model = load_run(run_dir)
+    return info.to_json(), model
 
 
 def autocast(device, amp: str):
     """The autocast context ``evaluate`` scores under (bf16 on CUDA when the run's amp says so)."""
-    from au_ttt.train.loop import autocast_for
+    from au_ttt.train.runtime import autocast_for
 
     return autocast_for(device, amp)
 
@@ -78,9 +79,9 @@ def _sections(run_dir: Path, info: dict, tracking: dict | None, config: Path | N
 
         settings = load_settings(config)
         return {name: getattr(settings, name) for name in _SECTIONS}, str(config)
-    if isinstance(info.get("config"), dict) and all(n in info["config"] for n in _SECTIONS):
+    if all(isinstance(info.get(n), dict) for n in _SECTIONS):  # run.json records its preprocessing
         src = str(run_dir / "run.json")
-        return {n: from_dict(c, info["config"][n], source=src, prefix=f"{n}.") for n, c in _SECTIONS.items()}, src
+        return {n: from_dict(c, info[n], source=src, prefix=f"{n}.") for n, c in _SECTIONS.items()}, src
     params = (tracking or {}).get("params") or {}
     if any(k.startswith("heatmaps.") for k in params):
         src = str(run_dir / "tracking.json")

@@ -135,7 +135,7 @@ def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *
     info = RunInfo(spec=spec, aus=aus, model=model_cfg, train=cfg, loss=settings.loss, heatmaps=settings.heatmaps,
                    train_rates=tuple(float(r) for r in rates), train_frames=len(train_ds), test_frames=len(test_ds),
                    device=str(device), pretrained=cfg.pretrained, run_key=key.digest,
-                   run_key_components=dict(key.components))
+                   run_key_components=dict(key.components), landmarks=settings.landmarks, crops=settings.crops)
     ckpt_path = out_dir / CHECKPOINT
     start, history = 0, []
     ckpt = plan.checkpoint if plan is not None else None

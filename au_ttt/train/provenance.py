@@ -21,7 +21,7 @@ from typing import Any
 from au_ttt.errors import InputError
 from au_ttt.train.runkey import tree_digest
 
-__all__ = ["config_hash", "device_description", "flatten", "git_state", "manifest_hash", "run_tags", "source_digest"]
+__all__ = ["config_hash", "device_description", "flatten", "git_state", "manifest_hash", "run_tags"]
 
 # the repository the running au_ttt code comes from (editable install), not the caller's cwd
 _CODE_ROOT = Path(__file__).resolve().parents[2]
@@ -73,22 +73,6 @@ def manifest_hash(path: str | Path) -> str:
     if not Path(path).exists():
         raise InputError(f"{path}: data manifest not found; pass an existing manifest file or directory")
     return tree_digest(path)
-
-
-def source_digest(package: str | Path | None = None) -> str:
-    """SHA-256 of the au_ttt source: every ``*.py`` under the package, by relative path and content.
-
-    Unlike the git state it needs no checkout and ignores mtimes and ``__pycache__``: two trees with the
-    same digest run the same code. The DAG passes it to every rule as a param, so editing any module reruns
-    the jobs (a checkout that only touches timestamps reruns nothing).
-    """
-    root = Path(package) if package is not None else _CODE_ROOT / "au_ttt"
-    h = hashlib.sha256()
-    for file in sorted(root.rglob("*.py")):
-        if "__pycache__" in file.parts:
-            continue
-        h.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
-    return h.hexdigest()
 
 
 def _git(*args: str, root: Path) -> str | None:

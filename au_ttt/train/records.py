@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from au_ttt.config import ConfigError, from_dict, to_dict
+from au_ttt.data.align import AlignConfig
 from au_ttt.data.heatmaps import HeatmapConfig
+from au_ttt.data.landmarks import LandmarkConfig
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write_json
 from au_ttt.loss_config import LossConfig
@@ -110,6 +112,9 @@ class RunInfo(_Record):
     pretrained: str | None = None
     run_key: str | None = None
     run_key_components: dict[str, str] = field(default_factory=dict)
+    # how the training frames were prepared, so a trained run can score new images the same way (au-ttt predict)
+    landmarks: LandmarkConfig | None = None
+    crops: AlignConfig | None = None
 
 
 @dataclass(frozen=True)

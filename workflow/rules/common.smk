@@ -15,7 +15,7 @@ from au_ttt.data.protocol import first_subjects, shard_subjects  # noqa: E402
 from au_ttt.fileio import atomic_write_text  # noqa: E402
 from au_ttt.resources import resolve_resources  # noqa: E402
 from au_ttt.settings import load_settings  # noqa: E402
-from au_ttt.train.provenance import source_digest  # noqa: E402
+from au_ttt.train.runkey import source_digest  # noqa: E402
 
 REPO = Path(au_ttt.__file__).resolve().parents[1]  # the checkout the package is installed from (editable)
 WF = config["workflow"]
@@ -92,7 +92,7 @@ def print_plan() -> None:
         gpus = int(getattr(gpu, "value", gpu) or 0)
         resources = Resources(cores=int(workflow.cores), gpus=gpus if gpus < 10**6 else 0)
         print(render_table(estimate(json.loads(json.dumps(config)), resources), resources))
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:  # the plan informs; it never stops a run
         print(f"(no cost plan: {err})")
 
 

@@ -33,12 +33,15 @@ rule pretrain:
         code=CODE,
         config=RESOLVED_CONFIG,
         out=get_output_dir,
+        nproc=max(1, RES["pretrain"].gpus),
         settings=section_params("model", "pretrain"),
     threads: RES["pretrain"].threads
     resources:
         mem_mb=RES["pretrain"].mem_mb,
         runtime=RES["pretrain"].runtime,
         gpu=RES["pretrain"].gpus,
+    # --nproc N > 1: N DDP processes (torchrun; every socket on 127.0.0.1), one GPU each where GPUs exist
     shell:
-        "OMP_NUM_THREADS={threads} au-ttt pretrain --config {params.config:q} --data-root {input.data:q} "
-        "--out {params.out:q} > {log:q} 2>&1"
+        "OMP_NUM_THREADS=$(( {threads} / {params.nproc} > 0 ? {threads} / {params.nproc} : 1 )) au-ttt pretrain "
+        "--config {params.config:q} --data-root {input.data:q} --nproc {params.nproc} --out {params.out:q} "
+        "> {log:q} 2>&1"
