@@ -1,9 +1,9 @@
 """AU-TTT losses: MDWA (eq. 8), weighted dice WDI (eq. 9), heatmap MSE (eq. 10) and their sum (eq. 11).
 
-Conventions (the paper's symbols; sources in ``shared/reference/protocol.md`` §4):
+Conventions (the paper's symbols; the source of each is named):
 
 * ``r_i`` is the occurrence rate of AU i in the TRAINING fold; ω_i = N·(1/r_i)/Σ_j(1/r_j) (ME-GraphAU /
-  JAA-Net weights, protocol §4.1), so the weights average to 1.
+  JAA-Net weights), so the weights average to 1.
 * p_i = sigmoid(logit_i). MDWA negatives use p_m = max(p − m, 0) (ASL's probability margin) and the
   focusing weight p_m^γ_i with γ_i = B_L + (B_R − B_L)·r_i. The focusing weight is detached by default,
   as ME-GraphAU's WA loss (the base of MDWA) does; ``detach_focal`` switches it.

@@ -1,4 +1,4 @@
-"""Frame-level AU F1 (protocol.md §5) and the cross-domain AU mapping (protocol.md §6).
+"""Frame-level AU F1 (JAA-Net / ME-GraphAU practice) and the cross-domain AU mapping (FG-Net).
 
 F1 is scikit-learn's binary F1 per AU at threshold 0.5 on the predicted probability; entries with an
 unknown label are left out of that AU's F1 (JAA-Net's evaluation drops label 9); the reported number is

@@ -13,7 +13,7 @@ from au_ttt.data import frame_index as fi
 from au_ttt.data.protocol import AUS, PARTS, au_columns
 from au_ttt.errors import InputError
 
-# protocol.md §4.1 (ME-GraphAU data/BP4D/list/BP4D_weight_fold1.txt; rates from MDHR fold-1 train labels)
+# (ME-GraphAU data/BP4D/list/BP4D_weight_fold1.txt; rates from MDHR fold-1 train labels)
 BP4D_FOLD1_RATES_PCT = [18.4, 14.6, 19.8, 44.0, 57.0, 56.7, 54.0, 45.7, 17.5, 34.2, 16.5, 14.8]
 BP4D_FOLD1_WEIGHTS = [1.343, 1.690, 1.248, 0.561, 0.433, 0.436, 0.457, 0.541, 1.408, 0.723, 1.493, 1.667]
 
@@ -45,7 +45,7 @@ def test_folds_are_subject_exclusive_and_published(dataset: str):
         assert set(fold["train_subjects"]) == all_subjects - set(PARTS[dataset][test_part])
         assert fold["test_frames"] == 4 * len(PARTS[dataset][test_part]) == len(test)
         assert fold["missing_published_subjects"] == []
-    # ME-GraphAU fold 1 tests part 3 (F004… group); FG-Net fold 0 tests part 1 (protocol.md §1.3)
+    # ME-GraphAU fold 1 tests part 3 (F004… group); FG-Net fold 0 tests part 1
     assert summary["folds"]["3"]["megraphau_fold"] == 1 and summary["folds"]["1"]["fgnet_fold"] == 0
     if dataset == "bp4d":
         assert "F004" in summary["folds"]["3"]["test_subjects"]

@@ -22,7 +22,7 @@ def _points(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_index_maps_match_protocol():
-    # protocol.md §3.1: 49-pt i -> 68-pt i+17 (i <= 42), 43..48 -> 61,62,63,65,66,67
+    # JAA-Net's scheme: 49-pt i -> 68-pt i+17 (i <= 42), 43..48 -> 61,62,63,65,66,67
     assert lf.IDX49_IN_68.tolist() == [*range(17, 60), 61, 62, 63, 65, 66, 67]
     assert 60 not in lf.IDX66_IN_68 and 64 not in lf.IDX66_IN_68 and len(lf.IDX66_IN_68) == 66
     pts = _points(2)

@@ -39,7 +39,7 @@ def test_dlib_finds_the_astronaut_face(astronaut) -> None:
     res = DlibBackend(upsample=1)(astronaut)
     assert res.success and res.score > 0.5          # the mission-patch false positive scores 0.12
     assert res.points.shape == (68, 2) and res.points.dtype == np.float32
-    # face box about x 175–265, y 75–170 (environment.md §4); the chin reaches a little below
+    # face box about x 175–265, y 75–170 (checked by eye on the picture); the chin reaches a little below
     assert res.points[:, 0].min() > 165 and res.points[:, 0].max() < 280
     assert res.points[:, 1].min() > 70 and res.points[:, 1].max() < 185
     assert res.points[36, 0] < res.points[45, 0]    # image-left eye corner first (iBUG order)

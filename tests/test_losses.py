@@ -30,7 +30,7 @@ def test_class_weights_hand_computed():
 
 
 def test_class_weights_reproduce_published_bp4d_fold1():
-    # protocol.md §4.1: fold-1 training occurrence rates (rounded to 0.1 %) and ME-GraphAU's fold-1 weights
+    # ME-GraphAU / MDHR: fold-1 training occurrence rates (rounded to 0.1 %) and ME-GraphAU's fold-1 weights
     rates = np.array([18.4, 14.6, 19.8, 44.0, 57.0, 56.7, 54.0, 45.7, 17.5, 34.2, 16.5, 14.8]) / 100
     published = np.array([1.343, 1.690, 1.248, 0.561, 0.433, 0.436, 0.457, 0.541, 1.408, 0.723, 1.493, 1.667])
     assert np.abs(class_weights(rates) - published).max() <= 5e-3

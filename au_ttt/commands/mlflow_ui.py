@@ -2,7 +2,7 @@
 
 The store location comes from the ``tracking`` section of the config (``uri_dir``, default
 ``results/mlflow``). The server listens on 127.0.0.1 with one worker and MLflow's job runner off, which
-cuts it from 11 processes to 3 (reference/environment.md §6). Stop it with Ctrl-C.
+cuts it from 11 processes to 3 (counted with MLflow 3.17). Stop it with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()  # SIGTERM to the mlflow CLI takes its workers down too (environment.md §6)
+        proc.terminate()  # SIGTERM to the mlflow CLI takes its workers down too
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

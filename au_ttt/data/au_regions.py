@@ -1,6 +1,6 @@
 """Where each AU lives on the face: FG-Net's landmark-anchored centres (two per AU, 68-point iBUG scheme).
 
-Source: ihp-lab/FG-Net ``code/data_utils.py`` ``au2heatmap`` (protocol.md §3.2). Landmarks are 0-based
+Source: ihp-lab/FG-Net ``code/data_utils.py`` ``au2heatmap``. Landmarks are 0-based
 (x, y) pixel coordinates, y pointing down. IOD = ‖p42 − p39‖, the inner-eye-corner distance.
 
 These centres are shared by the heatmap targets, the label-free RoI masks of AU RoI TTT and the SynthAU

@@ -3,10 +3,10 @@
 Pipeline: a 64×64 grey face crop from the shipped landmarks (similarity transform from the eye centres and
 the mouth centre) → HOG (skimage) → standardise → one logistic regression per AU (class-balanced) →
 occurrence at probability 0.5. Evaluation: subject-exclusive 3-fold over the published parts (train on two,
-test on the third; folds named by test part, protocol.md §1.3), per-AU F1 over each test part, averaged
-over the three folds (JAA-Net practice, protocol.md §5), against the all-positive predictor on the same
+test on the third; folds named by test part), per-AU F1 over each test part, averaged
+over the three folds (JAA-Net practice), against the all-positive predictor on the same
 test parts; and cross-domain: train on all of one dataset, test on all of the other on AUs 1, 2, 4, 6, 12
-(protocol.md §6 scores the same AUs; FG-Net tests on the target's part 1 only, we use the whole target).
+(FG-Net's cross-domain setting scores the same AUs; FG-Net tests on the target's part 1 only, we use the whole target).
 
 Labels are read straight from the label files (BP4D CSV, DISFA intensity ≥ 2), frames from the JPEGs and
 the left-camera AVI, landmarks through :mod:`au_ttt.data.landmark_files`.

@@ -3,7 +3,7 @@
 One implementation shared by the ``provided`` landmark backend (reads) and the SynthAU generator (writes
 format replicas), so both agree on file names, keys, index schemes and the pixel origin.
 
-Formats (protocol.md §2.1–2.2; BP4D naming from public loaders, see below):
+Formats (BP4D naming from public loaders, see below):
 
 - **BP4D**: ``{root}/2DFeatures/{subject}_{task}.mat``, variable ``fit``: a struct array, one element per
   frame, field ``pred`` = 49×2 (x, y), **1-based** MATLAB pixels (JAA-Net subtracts 1:
@@ -16,11 +16,11 @@ Formats (protocol.md §2.1–2.2; BP4D naming from public loaders, see below):
   needs h5py); scipy.io cannot read those, so we raise an InputError telling the user to re-save as v7.
 - **DISFA**: ``{root}/Landmark_Points/{SN}/tmp_frame_lm/{SN}_{k:04d}_lm.mat`` (some files are named
   ``l0{k:04d}_lm.mat``), key ``pts`` = 66×2. mat k ↔ 0-based video frame k, i.e. line k of the label file
-  (ffmpeg's 1-based frame k+1, protocol.md §2.2), the same 0-based convention as our extracted frames.
+  (ffmpeg's 1-based frame k+1), the same 0-based convention as our extracted frames.
   *Decision*: coordinates are treated as 1-based like BP4D's (both are MATLAB products; JAA-Net's pipeline
   subtracts 1 from every landmark file it aligns). Change ``DISFA_ORIGIN`` if a check on real data disagrees.
 
-Index schemes (0-based, protocol.md §3.1): the 66-point scheme is the 68-point one without the inner mouth
+Index schemes (0-based): the 66-point scheme is the 68-point one without the inner mouth
 corners 60 and 64; the 49-point scheme is the 66-point one without the 17 jaw points, i.e. 49-pt i → 68-pt
 i+17 for i ≤ 42 and 43..48 → 61, 62, 63, 65, 66, 67. Points a scheme lacks are NaN in the 68-point array.
 """
@@ -46,7 +46,7 @@ __all__ = [
     "select66_from_68", "write_bp4d_landmarks", "write_disfa_landmarks",
 ]
 
-# 68-point index of each point of the smaller schemes (protocol.md §3.1, from JAA-Net reflect_66.mat).
+# 68-point index of each point of the smaller schemes (from JAA-Net's reflect_66.mat).
 IDX66_IN_68: np.ndarray = np.array([*range(60), 61, 62, 63, 65, 66, 67])
 IDX49_IN_68: np.ndarray = IDX66_IN_68[17:]
 BP4D_ORIGIN = 1.0   # shipped pixel of the image's first pixel: MATLAB 1-based (JAA-Net face_transform.py)

@@ -1,8 +1,8 @@
 """Published protocol facts for BP4D and DISFA: AU sets, subject-exclusive parts, fold numberings.
 
-Every constant here is cited in ``shared/reference/protocol.md`` §1 (subject lists are the ones used by
-ME-GraphAU, JAA-Net, FG-Net, AUNCE and MDHR alike). Folds are always *named by their test part*; the
-two published numberings are kept as explicit maps so a user can translate either way.
+Subject lists and fold numberings are the ones ME-GraphAU, JAA-Net, FG-Net, AUNCE and MDHR publish in
+their code (e.g. ME-GraphAU ``data/BP4D/list/``, FG-Net ``code/data_utils.py``). Folds are always *named by
+their test part*; the two published numberings are kept as explicit maps so a user can translate either way.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ DISFA_OCCURRENCE_THRESHOLD = 2
 # AUs shared by the two datasets, scored in cross-domain evaluation (FG-Net eval_interpreter.py).
 CROSS_DOMAIN_AUS: tuple[int, ...] = (1, 2, 4, 6, 12)
 
-# Subject-exclusive parts (protocol.md §1.1, §1.2). Order inside a part is the published order.
+# Subject-exclusive parts (ME-GraphAU / JAA-Net lists). Order inside a part is the published order.
 BP4D_PARTS: dict[int, tuple[str, ...]] = {
     1: ("F001", "M007", "F018", "F008", "F002", "M004", "F010", "F009", "M012", "M001", "F016", "M014", "F023",
         "M008"),
@@ -64,7 +64,7 @@ PART_FRAMES: dict[str, dict[int, int]] = {"bp4d": BP4D_PART_FRAMES, "disfa": DIS
 BP4D_FRAME_SIZE: tuple[int, int] = (1040, 1392)
 DISFA_FRAME_SIZE: tuple[int, int] = (1024, 768)
 
-# Published fold numberings → the part each fold tests on (protocol.md §1.3). We name folds by test part.
+# Published fold numberings → the part each fold tests on (ME-GraphAU, FG-Net). We name folds by test part.
 MEGRAPHAU_FOLD_TEST_PART: dict[int, int] = {1: 3, 2: 2, 3: 1}   # ME-GraphAU / MDHR / JAA-Net "combine_1_2"
 FGNET_FOLD_TEST_PART: dict[int, int] = {0: 1, 1: 2, 2: 3}       # FG-Net labels/{0,1,2}/test.csv
 

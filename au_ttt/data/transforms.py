@@ -1,6 +1,6 @@
 """Train/test transforms that move the image, its landmarks and its AU centres together.
 
-ME-GraphAU (protocol.md §2.3): train = random 224 crop of the 256 crop → random horizontal flip →
+ME-GraphAU (its dataset transforms): train = random 224 crop of the 256 crop → random horizontal flip →
 ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4, hue 0) → ImageNet normalisation; test = centre
 224 crop → normalisation. The geometric part is drawn once per sample (:class:`Geometry`) and applied to
 pixels, landmarks (mirrored with ``MIRROR_68``) and AU centres (left/right sides swapped), so heatmaps

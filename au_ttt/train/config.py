@@ -1,6 +1,6 @@
 """Training and pretraining configuration (sections ``train`` and ``pretrain``); torch-free.
 
-The paper states none of these values: each one cites the code base it follows (protocol.md §4.5) or says
+The paper states none of these values: each one cites the code base it follows or says
 "assumed". Every number is range-checked here so that a bad value is a one-line error naming the key
 before any compute starts (NaN/Inf are refused earlier, by :mod:`au_ttt.config`, for every float).
 """

@@ -37,9 +37,9 @@ class TrackingConfig:
     """The ``tracking`` section of the project config."""
 
     # store directory, relative to the project root (cwd of Snakemake jobs); results/ per the Snakemake
-    # layout (workflow.md §1.1); holds mlflow.db and artifacts/
+    # layout (snakemake-workflows' template); holds mlflow.db and artifacts/
     uri_dir: str = "results/mlflow"
-    experiment: str = "au-ttt"  # one experiment for the whole reproduction (workflow.md §4.3)
+    experiment: str = "au-ttt"  # one experiment for the whole reproduction
     enabled: bool = True  # False: only tracking.json is written (e.g. quick CPU checks)
     # every finished training run also logs its exported bundle as an MLflow pyfunc model ("runs:/<id>/model",
     # servable with `mlflow models serve`); about 7 s per run on a CPU
