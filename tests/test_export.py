@@ -160,7 +160,10 @@ def test_mlflow_models_serve_answers_with_the_same_probabilities(exported, tmp_p
     _, reference = _predict(exported["bundle"], exported["photos"], tmp_path / "ref")
     port = _free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": exported["uri"], "OMP_NUM_THREADS": "1"}
+    # `mlflow models serve` execs uvicorn from PATH: the venv's bin must be on it even when pytest runs as
+    # .venv/bin/python without an activated venv (as `make test` does)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": exported["uri"], "OMP_NUM_THREADS": "1",
+           "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     server = subprocess.Popen([str(mlflow_cli), "models", "serve", "-m", f"runs:/{exported['run_id']}/model",
                                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
