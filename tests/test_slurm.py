@@ -17,6 +17,9 @@ import pytest
 from conftest import REPO
 from dag import job_counts, snakemake, workdir
 
+# the workflow's `localrules`: bookkeeping that runs on the submit host
+LOCAL_RULES = {"synthau", "frame_index", "pretrain_digits", "tables", "all"}
+
 
 def _slurm_is_up() -> bool:
     if not shutil.which("sinfo"):
@@ -61,8 +64,14 @@ def test_gpu_training_chain_goes_through_sbatch_and_matches_local(slurm, tmp_pat
     result, since = _through_slurm(work, target)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     jobs = _slurm_jobs(since)
-    # synthau and frame_index are local rules; landmarks, crops, heatmaps and train went to Slurm
-    assert len(jobs) == 4 and all(j["state"] == "COMPLETED" for j in jobs), jobs
+    # synthau and frame_index are local rules; every shard's landmarks/crops/heatmaps job, the gather and the
+    # training went to Slurm, one sbatch each
+    planned = job_counts(result.stdout + result.stderr)
+    remote = {rule: n for rule, n in planned.items() if rule not in LOCAL_RULES}
+    assert set(remote) == {"landmarks", "crops", "heatmaps", "gather", "train"}, planned
+    assert len(jobs) == sum(remote.values()) and all(j["state"] == "COMPLETED" for j in jobs), jobs
+    for rule, n in remote.items():
+        assert sum(j["comment"].startswith(f"rule_{rule}") for j in jobs) == n, (rule, jobs)
     gpu_jobs = [j for j in jobs if "gres/gpu=1" in j["tres"]]
     assert len(gpu_jobs) == 1 and "train" in gpu_jobs[0]["comment"], jobs
     log = (work / "results/logs/train/bp4d-scratch-baseline-test1.log").read_text()
@@ -83,9 +92,8 @@ def test_tiny_dag_through_slurm_equals_local(slurm, tmp_path):
     jobs = _slurm_jobs(since)
     assert jobs and all(j["state"] == "COMPLETED" for j in jobs), jobs
     # every job but the local bookkeeping rules went through sbatch, and each was accounted by Slurm
-    local_rules = {"synthau", "frame_index", "pretrain_digits", "tables", "all"}
     planned = job_counts(result.stdout + result.stderr)
-    assert len(jobs) == sum(n for rule, n in planned.items() if rule not in local_rules), (planned, jobs)
+    assert len(jobs) == sum(n for rule, n in planned.items() if rule not in LOCAL_RULES), (planned, jobs)
     gpu_rules = planned["train"] + planned["cross_domain"] + planned["pretrain"]
     assert sum("gres/gpu=1" in j["tres"] for j in jobs) == gpu_rules
     local = workdir(tmp_path / "local", REPO / ".test/config/config.yaml")
