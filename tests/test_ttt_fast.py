@@ -54,8 +54,9 @@ def test_fast_scan_gradcheck_with_remainder():
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
 
 
-def test_bidirectional_scan_with_rope_gradcheck():
-    """Both directions, RoPE and the reversed token order inside the Function: gradcheck on the fused input."""
+@pytest.mark.parametrize("post_norm", [False, True])
+def test_bidirectional_scan_with_rope_gradcheck(post_norm):
+    """Both directions, RoPE, the reversed token order and the post-norm inside the Function: gradcheck."""
     g = torch.Generator().manual_seed(7)
     B, L, H, F, mb = 1, 7, 1, 4, 3
     qkv = torch.randn(B, L, 3 * H * F, generator=g, dtype=torch.float64, requires_grad=True)
@@ -66,8 +67,15 @@ def test_bidirectional_scan_with_rope_gradcheck():
     ln_b = (0.1 * torch.randn(2 * H, F, generator=g, dtype=torch.float64)).requires_grad_(True)
     tok = (1 / torch.arange(1, mb + 1, dtype=torch.float64)).requires_grad_(True)
     spec = ScanSpec(H, mb, (False, True), 10000.0)
-    assert torch.autograd.gradcheck(lambda *a: ttt_scan(*a, spec), (qkv, lr, w0, b0, ln_w, ln_b, tok), eps=1e-6,
-                                    atol=1e-7)
+    inputs = [qkv, lr, w0, b0, ln_w, ln_b, tok]
+    if post_norm:
+        inputs += [(1 + 0.2 * torch.randn(H * F, generator=g, dtype=torch.float64)).requires_grad_(True),
+                   (0.1 * torch.randn(H * F, generator=g, dtype=torch.float64)).requires_grad_(True)]
+
+    def fn(qkv, lr, w0, b0, ln_w, ln_b, tok, *norm):
+        return ttt_scan(qkv, lr, w0, b0, ln_w, ln_b, tok, spec, *norm)
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
 
 
 def _grads_both_ways(model: torch.nn.Module, *inputs: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
@@ -151,5 +159,5 @@ def test_fast_scan_keeps_only_its_inputs_for_backward():
             layer(x)
         saved[impl] = sum(seen.values())
     token_tensor = x.numel() * x.element_size()     # one (B, L, D) float32 tensor
-    assert saved["fast"] <= 12 * token_tensor, saved
+    assert saved["fast"] <= 10 * token_tensor, saved
     assert saved["reference"] >= 3 * saved["fast"], saved

@@ -34,12 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the CPU memory processes (faster)")
     parser.add_argument("--out", default="results/bench", help="output directory (JSON report, scaling.png)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--train-check", type=int, default=0, metavar="STEPS",
+                        help="also run a short real training (AdamW, the paper's losses, amp) of --config's model on "
+                             "one fixed batch for STEPS steps and check that its loss falls (GPU readiness)")
+    parser.add_argument("--config", default="config/paper.yaml", help="config for --train-check")
+    parser.add_argument("--no-bench", action="store_true", help="skip the benchmark (with --train-check)")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from au_ttt.bench import REFERENCE, SUBJECT, plot_scaling, ratio_table, run_bench, write_report
     from au_ttt.errors import InputError
 
     if args.batch and len(args.batch) != len(args.sizes):
@@ -51,6 +55,29 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--device {args.device}: no CUDA device is visible to torch")
     amp = args.amp or ("bf16" if cuda else "none")
     batches = dict(zip(args.sizes, args.batch, strict=True)) if args.batch else None
+    if not args.no_bench:
+        _benchmark(args, batches, amp)
+    if args.train_check:
+        import json
+        import time
+
+        from au_ttt.bench_train import train_check
+        from au_ttt.fileio import atomic_write_json
+
+        result = train_check(args.config, device=args.device, steps=args.train_check, amp=amp)
+        path = atomic_write_json(f"{args.out}/train-check-{'cuda' if cuda else 'cpu'}-{time.strftime('%Y%m%d-%H%M%S')}"
+                                 ".json", result)
+        print(json.dumps({k: v for k, v in result.items() if k != "losses"}, indent=1))
+        print(f"loss {result['losses'][0]:.4f} → {result['losses'][-1]:.4f}; written {path}")
+        if not (result["all_finite"] and result["loss_fell"]):
+            raise InputError(f"train check failed: losses finite {result['all_finite']}, fell by half "
+                             f"{result['loss_fell']} ({path})")
+    return 0
+
+
+def _benchmark(args: argparse.Namespace, batches: dict[int, int] | None, amp: str) -> None:
+    from au_ttt.bench import REFERENCE, SUBJECT, plot_scaling, ratio_table, run_bench, write_report
+
     report = run_bench(tuple(args.sizes), batches, models=tuple(args.models), device=args.device, amp=amp,
                        warmup=args.warmup, iters=args.iters, threads=args.threads, memory=not args.no_memory,
                        progress=not args.no_progress)
@@ -61,11 +88,9 @@ def run(args: argparse.Namespace) -> int:
           f"{env['load_average_1_5_15min']}")
     if {SUBJECT, REFERENCE} <= set(args.models):
         print(ratio_table(report))
-        growth = report["summary"].get("train_cost_growth", {})
-        for model, g in growth.items():
+        for model, g in report["summary"].get("train_cost_growth", {}).items():
             print(f"{model}: training time per image ×{g['time_per_img_ratio']:.1f} from {g['from_px']} to "
                   f"{g['to_px']} px (tokens ×{g['tokens_ratio']:.1f}; log-log slope {g['log_log_slope_time']:.2f})")
         if len(set(args.sizes)) > 1:
             print(f"figure: {plot_scaling(report, path.parent / 'scaling.png')}")
     print(f"written {path}")
-    return 0

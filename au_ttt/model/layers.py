@@ -97,10 +97,12 @@ class TTTLinear(nn.Module):
 
     def scan(self, qkv: Tensor, lr: Tensor, states: list[int], orders: tuple[bool, ...]) -> Tensor:
         """One scan per entry of ``orders`` (True = reversed patches, CLS last), direction s with inner model
-        ``states[s]``: (B, L, 3D), (B, L, H) → (B, L, S·D), every direction in image order.
+        ``states[s]``, each followed by the post-norm: (B, L, 3D), (B, L, H) → (B, L, S·D), every direction in
+        image order.
 
         The inner loop runs in float32 (float64 for a float64 model) with autocast off: the W/b state must
-        not drift in bf16 (ttt.md §4.3).
+        not drift in bf16 (ttt.md §4.3). The fast path applies the post-norm inside its Function, so the
+        scan's raw output is not kept for backward.
         """
         dtype = torch.promote_types(self.W0.dtype, torch.float32)
         inner = [torch.cat([p[s] for s in states]) if len(states) > 1 else p[states[0]]
@@ -110,9 +112,12 @@ class TTTLinear(nn.Module):
         with torch.autocast(device_type=qkv.device.type, enabled=False):
             if self.impl == "fast":
                 spec = ScanSpec(self.num_heads, self.mini_batch_size, orders,
-                                self.rope_theta if self.rope else None, self.compile_steps)
-                return ttt_scan(qkv, lr, w0, b0, ln_w, ln_b, tok, spec)
-            return self._scan_reference(qkv.to(dtype), lr.to(dtype), w0, b0, ln_w, ln_b, tok, orders)
+                                self.rope_theta if self.rope else None, self.compile_steps, self.post_norm.eps)
+                return ttt_scan(qkv, lr, w0, b0, ln_w, ln_b, tok, spec, self.post_norm.weight.to(dtype),
+                                self.post_norm.bias.to(dtype))
+            z = self._scan_reference(qkv.to(dtype), lr.to(dtype), w0, b0, ln_w, ln_b, tok, orders)
+            B, L, _ = z.shape
+            return self.post_norm(z.view(B, L, len(orders), self.dim)).view(B, L, -1)
 
     def _scan_reference(self, qkv, lr, w0, b0, ln_w, ln_b, tok, orders) -> Tensor:
         """The plain dual form through autograd: per direction permute, stack as heads, RoPE, scan, un-permute."""
@@ -134,8 +139,7 @@ class TTTLinear(nn.Module):
 
     def forward(self, x: Tensor, reverse: bool = False) -> Tensor:
         """One scan (reversed patches, CLS last, when ``reverse``) → post-norm → output projection."""
-        z = self.scan(*self.project(x), states=[0], orders=(reverse,)).to(x.dtype)
-        return self.o_proj(self.post_norm(z))
+        return self.o_proj(self.scan(*self.project(x), states=[0], orders=(reverse,)).to(x.dtype))
 
 
 def set_ttt_impl(model: nn.Module, impl: Impl) -> nn.Module:
@@ -162,14 +166,13 @@ class BiTTT(nn.Module):
 
     def _normed(self, x: Tensor) -> tuple[Tensor, list[nn.Linear]]:
         """Post-normed scan outputs Cat[forward; backward] (B, L, 2D) in image order, and each half's O."""
-        B, L, D = x.shape
         if self.ttt_bwd is not None:  # separate layers: separate projections, scans and post-norms
-            halves = [layer.post_norm(layer.scan(*layer.project(x), states=[0], orders=(rev,)).to(x.dtype))
+            halves = [layer.scan(*layer.project(x), states=[0], orders=(rev,)).to(x.dtype)
                       for layer, rev in ((self.ttt, False), (self.ttt_bwd, True))]
             return torch.cat(halves, dim=-1), [self.ttt.o_proj, self.ttt_bwd.o_proj]
         states = [0, 1] if self.share == "proj" else [0, 0]
-        z = self.ttt.scan(*self.ttt.project(x), states=states, orders=(False, True)).to(x.dtype)
-        return self.ttt.post_norm(z.view(B, L, 2, D)).view(B, L, 2 * D), [self.ttt.o_proj, self.ttt.o_proj]
+        normed = self.ttt.scan(*self.ttt.project(x), states=states, orders=(False, True)).to(x.dtype)
+        return normed, [self.ttt.o_proj, self.ttt.o_proj]
 
     def directions(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Forward-scan and re-aligned backward-scan outputs, each (B, L, D), in image order."""

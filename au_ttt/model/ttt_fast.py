@@ -26,6 +26,7 @@ against autograd through the plain dual form to 1e-10 in float64, and ``gradchec
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,7 @@ class ScanSpec:
     orders: tuple[bool, ...] = (False,)
     rope_theta: float | None = 10000.0   # None: no RoPE
     compile: bool = False                # run the two step functions through torch.compile
+    norm_eps: float = 1e-6               # the post-norm's epsilon, when one is given
 
 
 def reverse_patches_index(num_tokens: int, device=None) -> Tensor:
@@ -187,10 +189,10 @@ def _scan_forward(X: Tensor, lr: Tensor, tok: Tensor, W: Tensor, b: Tensor, ln_w
 
 
 def _scan_backward(grad: Tensor, X: Tensor, lr: Tensor, tok: Tensor, W0: Tensor, b0: Tensor, ln_w: Tensor,
-                   ln_b: Tensor, compiled: bool = False) -> tuple[Tensor, ...]:
-    """All input gradients of :func:`_scan_forward` for the output gradient ``grad`` (n,N,b,F)."""
+                   ln_b: Tensor, kept: list, compiled: bool = False) -> tuple[Tensor, ...]:
+    """All input gradients of :func:`_scan_forward` for the output gradient ``grad`` (n,N,b,F); ``kept`` is
+    the forward's ``keep=True`` list (emptied on the way)."""
     back_fn = _kernels(compiled)[1]
-    _, kept = _scan_forward(X, lr, tok, W0, b0, ln_w, ln_b, compiled, keep=True)   # nothing was saved
     eta, qk1, coef = _coef(X, lr, tok)
     e = tok[-1] * lr
     dX, dcoef, de = torch.empty_like(X), torch.empty_like(coef), torch.empty_like(lr)
@@ -276,60 +278,110 @@ def _per_stream(p: Tensor, B: int) -> Tensor:
 # ---------------------------------------------------------------- the autograd Function
 
 class _TTTScan(torch.autograd.Function):
-    """(qkv (B,L,3·H·F), lr (B,L,H)) → (B, L, S·H·F) in image order; saves only its inputs."""
+    """(qkv (B,L,3·H·F), lr (B,L,H)) → post-norm(scan) (B, L, S·H·F) in image order; saves only its inputs."""
 
     @staticmethod
-    def forward(ctx, qkv, lr, w0, b0, ln_w, ln_b, tok, spec: ScanSpec):
+    def forward(ctx, qkv, lr, w0, b0, ln_w, ln_b, tok, norm_w, norm_b, spec: ScanSpec):
         ctx.spec = spec
-        ctx.save_for_backward(qkv, lr, w0, b0, ln_w, ln_b, tok)
-        B, L, _ = qkv.shape
-        X, lr_s, _ = _prepare(qkv, lr, spec, w0.dtype)
-        params = [_per_stream(p, B) for p in (w0, b0[:, None], ln_w[:, None], ln_b[:, None])]
-        out, _ = _scan_forward(X, lr_s, tok, *params, spec.compile)
-        return _to_tokens(out, B, L, spec.orders).reshape(B, L, -1)
+        ctx.save_for_backward(qkv, lr, w0, b0, ln_w, ln_b, tok, norm_w, norm_b)
+        z = _forward_tokens(qkv, lr, w0, b0, ln_w, ln_b, tok, spec)                  # (B, L, S, D)
+        B, L = qkv.shape[:2]
+        return torch.nn.functional.layer_norm(z, z.shape[-1:], norm_w, norm_b, spec.norm_eps).reshape(B, L, -1)
 
     @staticmethod
     def backward(ctx, grad):
-        spec = ctx.spec
-        qkv, lr, w0, b0, ln_w, ln_b, tok = ctx.saved_tensors
-        B, L, _ = qkv.shape
-        S, H = len(spec.orders), spec.num_heads
-        X, lr_s, tables = _prepare(qkv, lr, spec, w0.dtype)
-        perm = reverse_patches_index(L, qkv.device) if any(spec.orders) else None
-        g = grad.reshape(B, L, S, H, -1)
-        g = _to_scan([g[:, :, s].index_select(1, perm) if rev else g[:, :, s] for s, rev in enumerate(spec.orders)],
-                     spec.mini_batch, w0.dtype)
-        params = [_per_stream(p, B) for p in (w0, b0[:, None], ln_w[:, None], ln_b[:, None])]
-        dX, dlr, dtok, dw0, db0, dlnw, dlnb = _scan_backward(g, X, lr_s, tok, *params, spec.compile)
-        if tables is not None:                                       # RoPE's transpose on ∂L/∂Q, ∂L/∂K
-            rope_(dX[:, :, :2], tables[0], -tables[1])
-        dqkv = _to_tokens(dX, B, L, spec.orders).sum(2)
-        dlr = _to_tokens(dlr, B, L, spec.orders).sum(2)
-        G = w0.shape[0]
+        qkv, lr, w0, b0, ln_w, ln_b, tok, norm_w, norm_b = ctx.saved_tensors
+        spec, norm_grads = ctx.spec, []
 
-        def per_param(d: Tensor) -> Tensor:
-            return d.reshape(B, G, *d.shape[1:]).sum(0)
+        def through_post_norm(z: Tensor) -> Tensor:                 # z: the recomputed raw output
+            z = z.contiguous()
+            _, mean, rstd = torch.native_layer_norm(z, z.shape[-1:], norm_w, norm_b, spec.norm_eps)
+            dz, *d_affine = torch.ops.aten.native_layer_norm_backward(
+                grad.to(z.dtype).reshape(z.shape), z, z.shape[-1:], mean, rstd, norm_w, norm_b, [True, True, True])
+            norm_grads.extend(d_affine)
+            return dz
 
-        return (dqkv.reshape(qkv.shape).to(qkv.dtype), dlr.reshape(lr.shape).to(lr.dtype), per_param(dw0),
-                per_param(db0).reshape(b0.shape), per_param(dlnw), per_param(dlnb), dtok, None)
+        grads = _scan_grads(spec, qkv, lr, w0, b0, ln_w, ln_b, tok, through_post_norm)
+        return (*grads, *norm_grads, None)
+
+
+def _scan_grads(spec: ScanSpec, qkv: Tensor, lr: Tensor, w0: Tensor, b0: Tensor, ln_w: Tensor, ln_b: Tensor,
+                tok: Tensor, output_grad: Callable[[Tensor], Tensor]) -> tuple[Tensor, ...]:
+    """Gradients of the scan's inputs (qkv, lr, w0, b0, ln_w, ln_b, tok): re-run the scan once (nothing was
+    saved), get ∂L/∂(raw output) from ``output_grad(raw output (B, L, S, D))``, then the reverse sweep."""
+    with torch.autocast(device_type=qkv.device.type, enabled=False):   # backward in the scan's dtype too
+        return _scan_grads_fp(spec, qkv, lr, w0, b0, ln_w, ln_b, tok, output_grad)
+
+
+def _scan_grads_fp(spec: ScanSpec, qkv: Tensor, lr: Tensor, w0: Tensor, b0: Tensor, ln_w: Tensor, ln_b: Tensor,
+                   tok: Tensor, output_grad: Callable[[Tensor], Tensor]) -> tuple[Tensor, ...]:
+    B, L, _ = qkv.shape
+    S, H = len(spec.orders), spec.num_heads
+    X, lr_s, tables = _prepare(qkv, lr, spec, w0.dtype)
+    params = [_per_stream(p, B) for p in (w0, b0[:, None], ln_w[:, None], ln_b[:, None])]
+    out, kept = _scan_forward(X, lr_s, tok, *params, spec.compile, keep=True)
+    grad = output_grad(_to_tokens(out, B, L, spec.orders)).reshape(B, L, S, H, -1)
+    perm = reverse_patches_index(L, qkv.device) if any(spec.orders) else None
+    g = _to_scan([grad[:, :, s].index_select(1, perm) if rev else grad[:, :, s] for s, rev in enumerate(spec.orders)],
+                 spec.mini_batch, w0.dtype)
+    dX, dlr, dtok, dw0, db0, dlnw, dlnb = _scan_backward(g, X, lr_s, tok, *params, kept, spec.compile)
+    if tables is not None:                                           # RoPE's transpose on ∂L/∂Q, ∂L/∂K
+        rope_(dX[:, :, :2], tables[0], -tables[1])
+    dqkv = _to_tokens(dX, B, L, spec.orders).sum(2)
+    dlr = _to_tokens(dlr, B, L, spec.orders).sum(2)
+    G = w0.shape[0]
+
+    def per_param(d: Tensor) -> Tensor:
+        return d.reshape(B, G, *d.shape[1:]).sum(0)
+
+    return (dqkv.reshape(qkv.shape).to(qkv.dtype), dlr.reshape(lr.shape).to(lr.dtype), per_param(dw0),
+            per_param(db0).reshape(b0.shape), per_param(dlnw), per_param(dlnb), dtok)
+
+
+def _forward_tokens(qkv: Tensor, lr: Tensor, w0: Tensor, b0: Tensor, ln_w: Tensor, ln_b: Tensor, tok: Tensor,
+                    spec: ScanSpec) -> Tensor:
+    """The scan's raw output (B, L, S, H·F) in image order."""
+    B, L, _ = qkv.shape
+    X, lr_s, _ = _prepare(qkv, lr, spec, w0.dtype)
+    params = [_per_stream(p, B) for p in (w0, b0[:, None], ln_w[:, None], ln_b[:, None])]
+    out, _ = _scan_forward(X, lr_s, tok, *params, spec.compile)
+    return _to_tokens(out, B, L, spec.orders)
 
 
 # ---------------------------------------------------------------- public entry points
 
 def ttt_scan(qkv: Tensor, lr: Tensor, w0: Tensor, b0: Tensor, ln_weight: Tensor, ln_bias: Tensor, tok: Tensor,
-             spec: ScanSpec) -> Tensor:
-    """TTT-Linear over every direction of ``spec`` at once, from the fused projection.
+             spec: ScanSpec, norm_weight: Tensor | None = None, norm_bias: Tensor | None = None) -> Tensor:
+    """TTT-Linear over every direction of ``spec`` at once, from the fused projection, then the post-norm.
 
     Args:
         qkv: (B, L, 3·H·F) = [Q | K | V], heads contiguous inside each (timm ``Attention.qkv`` layout).
         lr: (B, L, H) per-token inner learning rate.
         w0, b0, ln_weight, ln_bias: (S·H, F, F), (S·H, F), (S·H, F), (S·H, F) — direction-major.
         tok: (mini_batch,) token scale.
+        norm_weight, norm_bias: (H·F,) the post-norm (LayerNorm over each direction's H·F features, eps
+            ``spec.norm_eps``); None: the scan's output as is (weight 1, bias 0 and eps 0 would not be exact).
     Returns:
         (B, L, S·H·F) in the parameters' dtype (float32, or float64 for a float64 model): direction-major,
         every direction in image order. Any input dtype is accepted (bf16 under autocast).
     """
-    return _TTTScan.apply(qkv, lr, w0, b0, ln_weight, ln_bias, tok.to(w0.dtype), spec)
+    if norm_weight is None:
+        return _TTTScanRaw.apply(qkv, lr, w0, b0, ln_weight, ln_bias, tok.to(w0.dtype), spec)
+    return _TTTScan.apply(qkv, lr, w0, b0, ln_weight, ln_bias, tok.to(w0.dtype), norm_weight, norm_bias, spec)
+
+
+class _TTTScanRaw(torch.autograd.Function):
+    """:class:`_TTTScan` without the post-norm (the plain TTT-Linear output, for tests and reuse)."""
+
+    @staticmethod
+    def forward(ctx, qkv, lr, w0, b0, ln_w, ln_b, tok, spec: ScanSpec):
+        ctx.spec = spec
+        ctx.save_for_backward(qkv, lr, w0, b0, ln_w, ln_b, tok)
+        return _forward_tokens(qkv, lr, w0, b0, ln_w, ln_b, tok, spec).reshape(*qkv.shape[:2], -1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (*_scan_grads(ctx.spec, *ctx.saved_tensors, lambda z: grad.to(z.dtype)), None)
 
 
 def ttt_linear_fast(q: Tensor, k: Tensor, v: Tensor, w0: Tensor, b0: Tensor, ln_weight: Tensor, ln_bias: Tensor,
