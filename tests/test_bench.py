@@ -26,6 +26,15 @@ def test_flop_counter_counts_cpu_flash_attention():
     assert round(ours / 1e9, 2) == 9.20                # ViT-S/16's published 4.6 GMACs
 
 
+@pytest.mark.parametrize("groups", [1, 8])
+def test_flop_counter_counts_grouped_convolution_backward_as_two_forwards(groups):
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1, groups=groups)
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    forward = count_fn_flops(lambda: conv(x))
+    assert forward == 2 * 2 * 8 * (8 // groups) * 9 * 36           # 2 FLOPs per MAC, every output position
+    assert count_fn_flops(lambda: conv(x).sum().backward()) == 3 * forward   # + ∂input + ∂weight
+
+
 def _result(model, size, mode, img_s, mem, gflops, batch=2):
     return {"model": model, "img_size": size, "tokens": (size // 16) ** 2 + 1, "batch": batch, "mode": mode,
             "img_per_s": img_s, "ms_per_batch": 1000 * batch / img_s, "peak_mem_mb": mem, "params_m": 1.0,

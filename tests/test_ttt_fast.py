@@ -161,3 +161,22 @@ def test_fast_scan_keeps_only_its_inputs_for_backward():
     token_tensor = x.numel() * x.element_size()     # one (B, L, D) float32 tensor
     assert saved["fast"] <= 10 * token_tensor, saved
     assert saved["reference"] >= 3 * saved["fast"], saved
+
+
+def test_bf16_autocast_training_step_keeps_the_scan_in_fp32(tiny_cfg):
+    """Under bf16 autocast the projections run in bf16, the scan (forward and backward) in fp32."""
+    model = AUTTT(tiny_cfg, 4)
+    layer = model.blocks[0].mixer.ttt
+    x = torch.randn(2, 3, 64, 64)
+    masks = torch.rand(2, 4, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        qkv, lr = layer.project(torch.randn(2, 17, 32))
+        assert qkv.dtype == torch.bfloat16
+        out = layer.scan(qkv, lr, [0, 1], (False, True))
+        assert out.dtype == torch.float32
+        result = model(x, masks)
+        loss = result.logits.float().sum() + result.heatmaps.float().pow(2).sum()
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert layer.W0.grad.dtype == torch.float32

@@ -4,9 +4,10 @@ All models run in one process with the same batch at each size (interleaved per 
 AU-TTT ÷ ViT-S ratios and FLOP efficiency. Writes results/bench/bench-<device>-<amp>-<time>.json and
 results/bench/scaling.png (img/s and memory per image against tokens, log-log, slopes annotated).
 
-  au-ttt bench                                   # CPU: 224/448/672/896 px, batch 8/2/1/1
-  au-ttt bench --device cuda --amp bf16          # GPU: batch 128/32/12/6, bf16 autocast
-  au-ttt bench --sizes 224 --models au_ttt_vit_s16 au_ttt_reference timm_vit_s16   # before/after the fast scan
+Examples: `au-ttt bench --threads 1` (CPU: 224/448/672/896 px, batch 8/2/1/1); `au-ttt bench --device cuda`
+(GPU: batch 128/32/12/6, bf16 autocast); `au-ttt bench --sizes 224 896 --models au_ttt_vit_s16 au_ttt_reference
+au_ttt_compiled timm_vit_s16` (before/after the fast scan, model.compile); `au-ttt bench --no-bench
+--train-check 60` (a short real training of config/paper.yaml's model; scripts/gpu_check.sh runs both on a GPU).
 """
 
 from __future__ import annotations
