@@ -30,8 +30,8 @@ def test_unknown_key_names_file_key_and_allowed(tmp_path):
 
 
 def test_bad_choice_lists_allowed_values(tmp_path):
-    with pytest.raises(ConfigError, match=r"model.mixer.*'attention'.*one of 'linear', 'ttt'"):
-        load_settings(_write(tmp_path, "model:\n  mixer: attention\n"))
+    with pytest.raises(ConfigError, match=r"model.mixer.*'mamba'.*one of 'linear', 'ttt', 'attention'"):
+        load_settings(_write(tmp_path, "model:\n  mixer: mamba\n"))
     with pytest.raises(ConfigError, match=r"model.ttt_mini_batch.*an integer or one of 'row'"):
         load_settings(_write(tmp_path, "model:\n  ttt_mini_batch: rows\n"))
     with pytest.raises(ConfigError, match=r"model.msp.*true/false"):

@@ -89,7 +89,7 @@ def test_vit_s16_forward_backward_224(num_aus):
 def test_every_table3_variant_builds_and_trains(config_file):
     settings = load_settings(REPO / config_file)
     assert list(settings.variants) == ["baseline", "original_ttt", "msp", "forward_ttt", "backward_ttt",
-                                       "au_roi_ttt"]
+                                       "au_roi_ttt", "attention_control"]
     for name in settings.variants:
         cfg = settings.model_for(name)
         if config_file.endswith("paper.yaml"):  # keep the paper's switches, shrink depth for CPU time
@@ -167,23 +167,6 @@ def test_bf16_autocast_keeps_ttt_state_in_fp32(tiny_cfg):
     assert (low.float() - ref).abs().max() < 0.1
 
 
-def test_load_timm_vit_small_state_dict(tmp_path):
-    from safetensors.torch import save_file
-
-    vit = timm.create_model("vit_small_patch16_224", num_classes=1000)
-    path = tmp_path / "vit_s16.safetensors"
-    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
-    model = AUTTT(ModelConfig(depth=2), 12)  # depth 2: blocks 2..11 of the ViT are unexpected
-    report = load_pretrained(model, path)
-    assert torch.equal(model.patch_embed.proj.weight, vit.patch_embed.proj.weight)
-    assert torch.equal(model.pos_embed[:, -1], vit.pos_embed[:, 0])     # CLS position moved to the end
-    assert torch.equal(model.pos_embed[:, :-1], vit.pos_embed[:, 1:])
-    assert torch.equal(model.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
-    assert "blocks.0.attn.qkv.weight" in report.unexpected and "blocks.5.mlp.fc1.weight" in report.unexpected
-    assert "blocks.0.mixer.ttt.W0" in report.missing and "head.weight" in report.missing  # 1000 ≠ 12 classes
-    assert "cls_token" not in report.missing and "norm.weight" not in report.missing
-
-
 def test_own_checkpoint_round_trip_and_resampling(tmp_path, tiny_cfg):
     model = AUTTT(tiny_cfg, 5)
     path = save_weights(model, tmp_path / "w.safetensors")
@@ -203,3 +186,141 @@ def test_missing_weights_file_is_a_clear_error(tmp_path, tiny_cfg):
 
     with pytest.raises(InputError, match="not found"):
         load_pretrained(AUTTT(tiny_cfg, 2), tmp_path / "nope.safetensors")
+
+
+def test_backbone_file_must_fit_the_model(tmp_path, tiny_cfg):
+    """Strict loading: another width, another depth or another model's state dict is refused naming keys."""
+    from au_ttt.errors import InputError
+
+    path = save_weights(AUTTT(tiny_cfg, 5), tmp_path / "w.safetensors")
+    with pytest.raises(InputError, match=r"shape differs: blocks\.0\.mixer\.proj\.bias \(32,\) vs model \(64,\)"):
+        load_pretrained(AUTTT(tiny_cfg.with_overrides(embed_dim=64), 5), path)
+    with pytest.raises(InputError, match=r"missing backbone keys: blocks\.2\."):
+        load_pretrained(AUTTT(tiny_cfg.with_overrides(depth=3), 5), path)
+    with pytest.raises(InputError, match=r"unexpected keys: blocks\.1\."):
+        load_pretrained(AUTTT(tiny_cfg.with_overrides(depth=1), 5), path)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "resnet.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("resnet18").state_dict().items()}, str(other))
+    with pytest.raises(InputError, match=r"resnet\.safetensors: does not fit .*missing backbone keys: blocks\.0\..*"
+                                         r"unexpected keys: bn1\."):
+        load_pretrained(AUTTT(tiny_cfg, 5), other)
+
+
+def test_pretrained_backbone_loads_with_fresh_task_parts(tmp_path, tiny_cfg):
+    """`au-ttt pretrain`'s backbone (no RoI branch, another class count) → only task-specific keys are new."""
+    backbone = AUTTT(tiny_cfg.with_overrides(au_roi=False), 10)
+    path = save_weights(backbone, tmp_path / "backbone.safetensors")
+    model = AUTTT(tiny_cfg, 12)
+    report = load_pretrained(model, path)
+    assert report.missing and report.unexpected == []
+    assert all(k.startswith(("head.", "heatmap_head.", "heatmap_gain")) or ".roi." in k for k in report.missing)
+    assert {"head.weight", "heatmap_gain", "blocks.0.roi.ttt.W0"} <= set(report.missing)
+    assert torch.equal(model.blocks[1].mixer.ttt.qkv.weight, backbone.blocks[1].mixer.ttt.qkv.weight)
+    assert torch.equal(model.pos_embed, backbone.pos_embed)
+
+
+def test_files_written_before_qkv_fusion_still_load(tmp_path, tiny_cfg):
+    from safetensors.torch import save_file
+
+    model = AUTTT(tiny_cfg, 4)
+    legacy = {}
+    for key, value in model.state_dict().items():
+        if key.endswith(".qkv.weight"):
+            for name, part in zip("qkv", value.chunk(3), strict=True):
+                legacy[key.removesuffix("qkv.weight") + f"{name}_proj.weight"] = part.contiguous()
+        else:
+            legacy[key] = value.contiguous()
+    save_file(legacy, str(tmp_path / "old.safetensors"))
+    clone = AUTTT(tiny_cfg, 4)
+    assert load_pretrained(clone, tmp_path / "old.safetensors").missing == []
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), clone.state_dict().values(),
+                                                 strict=True))
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01garbage" * 50, b"model:\n  depth: 2\n"])
+def test_corrupt_or_foreign_weights_file_is_a_clear_error(tmp_path, tiny_cfg, content):
+    from au_ttt.errors import InputError
+
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=r"w\.safetensors: not a readable safetensors file.*au-ttt pretrain"):
+        load_pretrained(AUTTT(tiny_cfg, 2), path)
+    good = save_weights(AUTTT(tiny_cfg, 2), tmp_path / "good.safetensors")
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(InputError, match=r"cut\.safetensors: not a readable safetensors file"):
+        load_pretrained(AUTTT(tiny_cfg, 2), truncated)
+
+
+def test_timm_vit_s16_initialises_every_shared_tensor_by_value(tmp_path):
+    """A random-weight timm ViT-S/16 (no download) → AU-TTT ViT-S/16: each transferred tensor equals its source,
+    everything else keeps its initialisation; a timm file is refused by the strict loader; a ResNet by both."""
+    from safetensors.torch import save_file
+
+    from au_ttt.errors import InputError
+    from au_ttt.model.transfer import load_timm_vit_s16
+
+    vit = timm.create_model("vit_small_patch16_224", pretrained=False)
+    src = vit.state_dict()
+    path = tmp_path / "vit_s16.safetensors"
+    save_file({k: v.contiguous() for k, v in src.items()}, str(path))
+    model = AUTTT(ModelConfig(), 12)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = load_timm_vit_s16(model, path)
+    own = model.state_dict()
+    assert len(report.transferred) == 6 + 12 * 10   # stem/norm 6; per block 8 shared + qkv + o_proj
+    for dst, key in report.transferred.items():
+        if dst == "pos_embed":   # CLS row moved last, grid unchanged at 224 px
+            assert torch.equal(own[dst][:, -1], src[key][:, 0]) and torch.equal(own[dst][:, :-1], src[key][:, 1:])
+        else:
+            assert torch.equal(own[dst], src[key]), (dst, key)
+    assert report.transferred["blocks.3.mixer.ttt.qkv.weight"] == "blocks.3.attn.qkv.weight"
+    assert report.transferred["blocks.3.mixer.ttt.o_proj.weight"] == "blocks.3.attn.proj.weight"
+    assert set(report.fresh) == set(own) - set(report.transferred)
+    assert all(torch.equal(own[k], before[k]) for k in report.fresh)
+    assert {"blocks.0.mixer.ttt.W0", "blocks.0.roi.ttt.qkv.weight", "blocks.0.mixer.proj.weight",
+            "head.weight"} <= set(report.fresh)
+    assert {"blocks.0.attn.qkv.bias", "head.weight"} <= set(report.unused)
+    with pytest.raises(InputError, match=r"timm ViT state dict.*load_timm_vit_s16"):
+        load_pretrained(AUTTT(ModelConfig(depth=1), 12), path)
+    resnet = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), resnet)
+    with pytest.raises(InputError, match=r"resnet18\.pth: not a timm ViT-S/16 state dict: missing blocks\.0\.attn"):
+        load_timm_vit_s16(model, resnet)
+    # training's one entry point (`au-ttt train --pretrained FILE`, pretrain.source: timm_checkpoint) routes the
+    # timm file to this transfer and refuses the ResNet the same way
+    from au_ttt.train.weights import initialise_from_file
+
+    routed = AUTTT(ModelConfig(), 12)
+    assert initialise_from_file(routed, path).startswith("timm weights")
+    assert torch.equal(routed.state_dict()["blocks.5.mixer.ttt.qkv.weight"], src["blocks.5.attn.qkv.weight"])
+    with pytest.raises(InputError, match=r"resnet18\.pth: not a timm ViT-S/16 state dict"):
+        initialise_from_file(routed, resnet)
+
+
+def test_attention_control_uses_timm_attention_in_the_same_backbone(tiny_cfg):
+    from timm.layers import Attention
+
+    cfg = tiny_cfg.with_overrides(mixer="attention", bidirectional=False)
+    model = AUTTT(cfg, 3)
+    assert isinstance(model.blocks[0].mixer, Attention) and model.blocks[0].msp is not None
+    assert model.blocks[0].roi is not None
+    out = model(torch.randn(2, 3, 64, 64), torch.rand(2, 3, 4, 4))
+    out.logits.sum().backward()
+    assert model.blocks[0].mixer.qkv.weight.grad is not None
+    with pytest.raises(ValueError, match="bidirectional=true needs mixer 'ttt'"):
+        tiny_cfg.with_overrides(mixer="attention", bidirectional=True)
+
+
+@pytest.mark.parametrize("text,key", [("depth: -1", "depth"), ("embed_dim: 0", "embed_dim"),
+                                      ("drop_path_rate: 1.5", "drop_path_rate"), ("ttt_base_lr: 0", "ttt_base_lr"),
+                                      ("mlp_ratio: -2", "mlp_ratio"), ("num_heads: 0", "num_heads")])
+def test_model_sizes_out_of_range_are_one_config_error(tmp_path, text, key):
+    from au_ttt.config import ConfigError
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"model:\n  {text}\n")
+    with pytest.raises(ConfigError, match=rf"cfg\.yaml: section 'model': {key} must be"):
+        load_settings(path)

@@ -39,9 +39,9 @@ def test_paper_config_lists_the_full_reproduction(tmp_path):
                         "--configfile", str(work / "paper.yaml"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = job_counts(result.stdout)
-    # 3 folds x 2 datasets (Table I) + 6 variants x 3 folds (Table III) trainings, 2 cross-domain directions,
-    # one pretraining on the ImageNet root, and no SynthAU generation for real data
-    assert counts["train"] == 3 * 2 + 6 * 3
+    # 3 folds x 2 datasets (Table I) + 7 variants (the paper's 6 + our attention control) x 3 folds (Table III)
+    # trainings, 2 cross-domain directions, one pretraining on the ImageNet root, no SynthAU generation
+    assert counts["train"] == 3 * 2 + 7 * 3
     assert counts["cross_domain"] == 2 and counts["pretrain"] == 1 and counts["tables"] == 1
     assert "synthau" not in counts and "pretrain_digits" not in counts
     # one landmarks/crops/heatmaps job per subject shard (41 BP4D + 27 DISFA subjects), one video per
@@ -80,7 +80,7 @@ def test_tiny_dag_runs_end_to_end_and_reruns_minimally(tmp_path):
     changed = snakemake(work, "-n", "--cores", "2", "all")
     assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
     counts = job_counts(changed.stdout)
-    assert counts.get("train") == 24 and counts.get("cross_domain") == 2 and counts.get("tables") == 1
+    assert counts.get("train") == 27 and counts.get("cross_domain") == 2 and counts.get("tables") == 1
     assert not {"synthau", "frame_index", "landmarks", "crops", "heatmaps", "pretrain"} & set(counts), counts
 
 

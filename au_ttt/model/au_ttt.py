@@ -8,20 +8,23 @@
 * Block (Fig. 3 top right): x + DropPath(Σ branches(LN(x))), then x + DropPath(MLP(LN(x))), where the
   branches are the token mixer (linear baseline, forward TTT, or Bi-TTT), MSP and AU RoI TTT, each
   switchable from ``ModelConfig`` so the six Table III rows are one class with different arguments.
+  ``mixer: attention`` puts timm's multi-head self-attention (``timm.layers.Attention``, ViT-S's own) in the
+  mixer's place: our control for the TTT-vs-attention comparison, not a paper row.
 * Heads (§II-C: "we transform the CLS token and the heatmap obtained from the last block"): a heatmap
   head maps each final patch token to N_AU values, giving N_AU maps on the token grid (resized to
   ``heatmap_size`` when set) that the MSE loss supervises. AU logits fuse both sources:
   ``logit_a = Linear(CLS)_a + g_a · mean_p(heatmap_a)``. The spatial mean is FG-Net's decision statistic
   (``heatmap2au``: AU present iff mean > 0), so it enters as signed evidence with a learnable per-AU gain
   g_a (init 1).
-* ViT-S weights (timm ``vit_small_patch16_224`` layout) load through :func:`checkpoint_filter_fn`, which
-  moves the CLS position embedding to the end and resamples the grid; missing and unexpected keys are
-  reported, never dropped silently.
+* Weights: :func:`load_pretrained` loads this package's own files (``au-ttt pretrain`` output) strictly —
+  only the task-specific parts (heads, heatmap gain, AU RoI branch) may be new; timm ViT-S/16 weights go
+  through :func:`au_ttt.model.transfer.load_timm_vit_s16`, which maps attention onto the TTT projections.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -29,7 +32,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.layers import Attention, DropPath, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from torch import Tensor, nn
 
 from au_ttt.errors import InputError
@@ -38,7 +41,7 @@ from au_ttt.model.config import ModelConfig
 from au_ttt.model.layers import AURoITTT, BiTTT, LinearMixer, MultiScalePerception, TTTLinear
 
 __all__ = ["AUTTT", "AUOutput", "AUTTTBlock", "GreyStandardize", "LoadReport", "checkpoint_filter_fn",
-           "load_pretrained", "save_weights"]
+           "load_pretrained", "resample_pos_embed", "save_weights"]
 
 _log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "au_ttt"  # safetensors metadata 'format' of checkpoints written by this package
@@ -76,10 +79,13 @@ class AUTTTBlock(nn.Module):
     def __init__(self, cfg: ModelConfig, num_aus: int, drop_path: float = 0.0):
         super().__init__()
         D = cfg.embed_dim
-        ttt_kw = dict(base_lr=cfg.ttt_base_lr, rope=cfg.ttt_rope, rope_theta=cfg.ttt_rope_theta)
+        ttt_kw = dict(base_lr=cfg.ttt_base_lr, rope=cfg.ttt_rope, rope_theta=cfg.ttt_rope_theta,
+                      compile_steps=cfg.compile)
         self.norm1 = nn.LayerNorm(D, eps=1e-6)
         if cfg.mixer == "linear":
             self.mixer: nn.Module = LinearMixer(D)
+        elif cfg.mixer == "attention":
+            self.mixer = Attention(D, cfg.num_heads, qkv_bias=True)     # ViT-S/16's attention (timm)
         elif cfg.bidirectional:
             self.mixer = BiTTT(D, cfg.num_heads, cfg.mini_batch_size, share=cfg.bi_share, **ttt_kw)
         else:
@@ -173,24 +179,40 @@ class AUTTT(nn.Module):
         nn.init.zeros_(self.head.bias)
 
 
-def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: AUTTT, *, is_timm_vit: bool) -> dict[str, Tensor]:
-    """Adapt a state dict to ``model``: unwrap, reorder a timm ViT's CLS-first positions, resample the grid.
-
-    Heads whose shape differs (another class count) are dropped here and so reported as missing.
-    """
-    for wrapper in ("model", "state_dict"):
-        if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
-            state_dict = state_dict[wrapper]
-    out = dict(state_dict)
-    pos = out.get("pos_embed")
-    if pos is not None:
-        cls_pos, patch_pos = (pos[:, :1], pos[:, 1:]) if is_timm_vit else (pos[:, -1:], pos[:, :-1])
+def resample_pos_embed(pos: Tensor, model: AUTTT, *, cls_first: bool) -> Tensor:
+    """A (1, 1 + J0, D) position table → this model's (1, J + 1, D), CLS row last, patch grid resampled
+    (timm ``resample_abs_pos_embed``, bicubic) when J0 ≠ J."""
+    cls_pos, patch_pos = (pos[:, :1], pos[:, 1:]) if cls_first else (pos[:, -1:], pos[:, :-1])
+    if patch_pos.shape[1] != model.num_patches:
         old = round(patch_pos.shape[1] ** 0.5)
-        if patch_pos.shape[1] != model.num_patches:
-            patch_pos = resample_abs_pos_embed(patch_pos, list(model.grid_size), [old, old], num_prefix_tokens=0)
-        out["pos_embed"] = torch.cat([patch_pos, cls_pos], dim=1)
+        patch_pos = resample_abs_pos_embed(patch_pos, list(model.grid_size), [old, old], num_prefix_tokens=0)
+    return torch.cat([patch_pos, cls_pos], dim=1)
+
+
+def _fuse_legacy_qkv(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Files written before Q/K/V were fused (``…q_proj/k_proj/v_proj.weight``) → ``…qkv.weight``."""
+    out = dict(state)
+    for key in [k for k in state if k.endswith(".q_proj.weight")]:
+        prefix = key.removesuffix("q_proj.weight")
+        parts = [f"{prefix}{p}_proj.weight" for p in "qkv"]
+        if all(p in state for p in parts):
+            out[f"{prefix}qkv.weight"] = torch.cat([state[p] for p in parts])
+            for p in parts:
+                del out[p]
+    return out
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: AUTTT) -> dict[str, Tensor]:
+    """Adapt one of this package's state dicts to ``model``: legacy Q/K/V names, resampled positions, heads.
+
+    Heads whose shape differs (another class count) are dropped here and so reported as missing; a row
+    mini-batch's τ is cut or zero-extended to the new row length.
+    """
+    out = _fuse_legacy_qkv(state_dict)
+    if "pos_embed" in out:
+        out["pos_embed"] = resample_pos_embed(out["pos_embed"], model, cls_first=False)
     own = model.state_dict()
-    for key in [k for k in out if k.startswith(("head.", "heatmap_head.", "heatmap_gain"))]:
+    for key in [k for k in out if _task_specific(k)]:
         if key in own and own[key].shape != out[key].shape:
             del out[key]
     for key in [k for k in out if k.endswith("token_offset")]:
@@ -204,35 +226,63 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: AUTTT, *, is_timm
     return out
 
 
+_TASK_SPECIFIC = re.compile(r"^(head\.|heatmap_head\.|heatmap_gain$|blocks\.\d+\.roi\.)")
+
+
+def _task_specific(key: str) -> bool:
+    """Keys a backbone file may lack: the AU heads, the heatmap gain and the AU RoI TTT branch."""
+    return bool(_TASK_SPECIFIC.match(key))
+
+
+def _listing(keys: list[str], limit: int = 8) -> str:
+    return ", ".join(keys[:limit]) + (f" … ({len(keys)} in all)" if len(keys) > limit else "")
+
+
 @dataclass(frozen=True)
 class LoadReport:
-    missing: list[str]
-    unexpected: list[str]
+    missing: list[str]      # task-specific keys left at their initialisation (heads, heatmap gain, RoI branch)
+    unexpected: list[str]   # always empty: unexpected keys are an error
 
     def summary(self) -> str:
-        return f"{len(self.missing)} missing, {len(self.unexpected)} unexpected keys"
+        return f"{len(self.missing)} task-specific keys initialised fresh, {len(self.unexpected)} unexpected"
 
 
 def load_pretrained(model: AUTTT, path: str | Path) -> LoadReport:
-    """Load a safetensors checkpoint (this package's, or a timm ViT-S-shaped one) and report the key diff."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    """Load one of this package's safetensors files (``au-ttt pretrain`` output, or a trained model) strictly.
+
+    Only task-specific keys may be missing (``head.*``, ``heatmap_head.*``, ``heatmap_gain``, the AU RoI
+    branch ``blocks.N.roi.*``) and a classifier head of another class count is dropped; any other missing
+    key, any unexpected key or any other shape difference is an :class:`InputError` naming the keys.
+    timm ViT weights go through :func:`au_ttt.model.transfer.load_timm_vit_s16` instead.
+    """
+    from au_ttt.model.weights import read_state_dict
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: pretrained weights not found (give a .safetensors file from `au-ttt pretrain` "
-                         "or a timm vit_small_patch16_224 state dict saved with safetensors)")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    state = load_file(str(path))
-    is_timm = meta.get("format") != CHECKPOINT_FORMAT
-    state = checkpoint_filter_fn(state, model, is_timm_vit=is_timm)
-    result = model.load_state_dict(state, strict=False)
-    report = LoadReport(sorted(result.missing_keys), sorted(result.unexpected_keys))
-    _log.info("loaded %s (%s layout): %s", path, "timm ViT" if is_timm else "au_ttt", report.summary())
-    for kind, keys in (("missing", report.missing), ("unexpected", report.unexpected)):
-        if keys:
-            _log.info("  %s: %s", kind, ", ".join(keys[:12]) + (" …" if len(keys) > 12 else ""))
+    fix = ("give the backbone.safetensors written by `au-ttt pretrain` (or a model.safetensors from `au-ttt train`) "
+           "for the same `model` section")
+    state, _ = read_state_dict(path, fix)
+    if any(k.endswith(".attn.qkv.weight") and k.startswith("blocks.") for k in state) and "cls_token" in state \
+            and not any(".mixer." in k for k in state):
+        raise InputError(f"{path}: this is a timm ViT state dict, not an AU-TTT one; initialise from it with "
+                         "`pretrain.source: timm_checkpoint` (au_ttt.model.transfer.load_timm_vit_s16)")
+    state = checkpoint_filter_fn(state, model)
+    own = model.state_dict()
+    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in state
+              if k in own and state[k].shape != own[k].shape]
+    missing = sorted(k for k in own if k not in state)
+    backbone_missing = [k for k in missing if not _task_specific(k)]
+    unexpected = sorted(k for k in state if k not in own)
+    if shapes or backbone_missing or unexpected:
+        problems = [f"{what}: {_listing(keys)}" for what, keys in (
+            ("shape differs", shapes), ("missing backbone keys", backbone_missing), ("unexpected keys", unexpected))
+            if keys]
+        raise InputError(f"{path}: does not fit this model (embed_dim {model.cfg.embed_dim}, depth {model.cfg.depth}, "
+                         f"mixer {model.cfg.mixer}); " + "; ".join(problems) + f"; {fix}")
+    model.load_state_dict(state, strict=False)
+    report = LoadReport(missing, [])
+    _log.info("loaded %s: %s", path, report.summary())
+    if missing:
+        _log.info("  initialised fresh: %s", _listing(missing, 12))
     return report
 
 

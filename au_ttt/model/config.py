@@ -30,21 +30,40 @@ class ModelConfig:
     mlp_ratio: float = 4.0                 # ViT-S/16 (Dosovitskiy et al.; timm vit_small_patch16_224)
     drop_path_rate: float = 0.1            # assumed: DeiT-S recipe value; the paper is silent
     # --- token mixer (Table III switches) ---
-    mixer: Literal["linear", "ttt"] = "ttt"   # "linear" = Table III baseline (no TTT)
+    # "linear" = Table III baseline (no TTT); "attention" = our control, timm's multi-head self-attention in
+    # place of the TTT mixer (not a paper row)
+    mixer: Literal["linear", "ttt", "attention"] = "ttt"
     ttt_mini_batch: int | Literal["row"] = "row"  # "row" = tokens per patch row (paper's forward TTT); 16 = original
     bidirectional: bool = True             # Bi-TTT, eq. 6
     bi_share: Literal["none", "proj", "all"] = "proj"  # see au_ttt.model.layers docstring (Vim-style sharing)
     msp: bool = True                       # multi-scale perception branch
     msp_dilations: tuple[int, ...] = (1, 3, 5)  # paper §III-A
     au_roi: bool = True                    # AU RoI TTT branch, eq. 7
-    # --- TTT-Linear inner loop (ttt-lm-pytorch TTTConfig defaults, ttt.md §1.2) ---
+    # --- TTT-Linear inner loop (ttt-lm-pytorch TTTConfig defaults) ---
     ttt_base_lr: float = 1.0
     ttt_rope: bool = True
     ttt_rope_theta: float = 10000.0
     # --- heads ---
     heatmap_size: int | None = None        # supervision resolution of the heatmap head; None = token grid
+    # --- execution (same function either way) ---
+    compile: bool = False                  # torch.compile the TTT scan's step functions (README "Benchmark")
 
     def __post_init__(self) -> None:
+        positive = {"img_size": self.img_size, "patch_size": self.patch_size, "in_chans": self.in_chans,
+                    "embed_dim": self.embed_dim, "depth": self.depth, "num_heads": self.num_heads}
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{key} must be >= 1, got {value}")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        if not self.ttt_base_lr > 0:
+            raise ValueError(f"ttt_base_lr must be > 0, got {self.ttt_base_lr}")
+        if not self.ttt_rope_theta > 0:
+            raise ValueError(f"ttt_rope_theta must be > 0, got {self.ttt_rope_theta}")
+        if self.heatmap_size is not None and self.heatmap_size < 1:
+            raise ValueError(f"heatmap_size must be >= 1 or null, got {self.heatmap_size}")
         if self.img_size % self.patch_size:
             raise ValueError(f"img_size {self.img_size} must be a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:
@@ -53,8 +72,8 @@ class ModelConfig:
             raise ValueError(f"ttt_mini_batch must be >= 1 or 'row', got {self.ttt_mini_batch}")
         if self.input_norm == "grey_standardize" and self.in_chans != 3:
             raise ValueError(f"input_norm 'grey_standardize' needs in_chans 3 (RGB input), got {self.in_chans}")
-        if self.mixer == "linear" and self.bidirectional:
-            raise ValueError("bidirectional=true needs mixer 'ttt' (the linear baseline has no scan)")
+        if self.mixer != "ttt" and self.bidirectional:
+            raise ValueError(f"bidirectional=true needs mixer 'ttt' (mixer {self.mixer!r} has no scan)")
         if any(d < 1 for d in self.msp_dilations) or not self.msp_dilations:
             raise ValueError(f"msp_dilations must be positive integers, got {self.msp_dilations}")
 

@@ -4,8 +4,10 @@ Token order everywhere is the paper's eq. 5: J patch tokens in raster order, the
 
 Design choices the paper leaves open (each a constructor argument, defaulted from ``ModelConfig``):
 
-* TTT-Linear is the Transformer-backbone flavour of the reference code (separate Q/K/V/O, no gate, no
-  conv), with RoPE on Q/K at position ``i mod mini_batch`` as in both official flavours (ttt.md §1.4).
+* TTT-Linear is the Transformer-backbone flavour of the reference code (Q/K/V/O projections, no gate, no
+  conv), with RoPE on Q/K at position ``i mod mini_batch`` as in both official flavours (ttt-lm-pytorch,
+  ttt-lm-jax). Q/K/V are one fused ``qkv`` linear in timm ``Attention.qkv`` layout ([Q | K | V], heads contiguous), so
+  ViT-S attention weights map onto it one to one.
 * Bi-TTT weight sharing (``share``): ``"proj"`` (default) shares the Q/K/V/O projections, the η gate,
   the token-position scale and the post-norm between the two scans and gives each direction its own
   inner model (W0, b0, inner LN). This mirrors Vision Mamba's bidirectional mixer, which shares its
@@ -13,6 +15,12 @@ Design choices the paper leaves open (each a constructor argument, defaulted fro
   ``"none"`` duplicates everything; ``"all"`` runs one layer twice (ttt-video-dit style).
 * The scans of both directions run as one batched scan (directions stacked as extra heads), which
   halves the number of sequential inner steps.
+
+Two implementations of the same function (``impl``): ``"fast"`` (default) runs the scan as the memory-lean
+autograd Function of :mod:`au_ttt.model.ttt_fast` and, when there are more tokens than channels, folds the
+per-direction output projections into Bi-TTT's ``proj`` (Linear(Cat[O·a; O·b]) = [P₁O | P₂O]·Cat[a; b]);
+``"reference"`` is the plain dual form of :mod:`au_ttt.model.ttt` through autograd, kept readable as the
+oracle the tests compare the fast path with (outputs and every gradient, float64).
 """
 
 from __future__ import annotations
@@ -20,53 +28,40 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from au_ttt.model.rope import rope, rope_tables
 from au_ttt.model.ttt import ttt_linear
+from au_ttt.model.ttt_fast import ScanSpec, reverse_patches_index, ttt_scan
 
-__all__ = ["AURoITTT", "BiTTT", "LinearMixer", "MultiScalePerception", "TTTLinear", "reverse_patches_index"]
+__all__ = ["AURoITTT", "BiTTT", "LinearMixer", "MultiScalePerception", "TTTLinear", "reverse_patches_index",
+           "set_ttt_impl"]
 
 BiShare = Literal["none", "proj", "all"]
-
-
-def reverse_patches_index(num_tokens: int, device=None) -> Tensor:
-    """Permutation [J-1, …, 0, J]: patches reversed, CLS (last) kept last. It is its own inverse."""
-    return torch.cat([torch.arange(num_tokens - 2, -1, -1, device=device),
-                      torch.tensor([num_tokens - 1], device=device)])
-
-
-def _rope(x: Tensor, mini_batch_size: int, theta: float) -> Tensor:
-    """Rotary embedding at positions (i mod mini_batch_size), half-split convention. x: (B, H, L, F)."""
-    L, F = x.shape[-2], x.shape[-1]
-    half = F // 2
-    pos = (torch.arange(L, device=x.device) % mini_batch_size).to(torch.float32)
-    inv_freq = theta ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    ang = pos[:, None] * inv_freq[None, :]                           # (L, F/2)
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:2 * half]
-    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return torch.cat([rotated, x[..., 2 * half:]], dim=-1) if F % 2 else rotated
+Impl = Literal["fast", "reference"]
 
 
 class TTTLinear(nn.Module):
     """TTT-Linear layer (Sun et al. 2024, Transformer-backbone flavour) with ``num_states`` inner models.
 
-    ``forward`` runs one causal scan; :class:`BiTTT` uses :meth:`project`, :meth:`scan` and
-    :meth:`finish` to run several scan orders through the same projections.
+    ``forward`` runs one causal scan; :class:`BiTTT` uses :meth:`project` and :meth:`scan` to run several
+    scan orders through the same projections.
     """
 
     def __init__(self, dim: int, num_heads: int, mini_batch_size: int, *, num_states: int = 1,
-                 base_lr: float = 1.0, rope: bool = True, rope_theta: float = 10000.0):
+                 base_lr: float = 1.0, rope: bool = True, rope_theta: float = 10000.0, impl: Impl = "fast",
+                 compile_steps: bool = False):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.mini_batch_size, self.num_states = mini_batch_size, num_states
         self.base_lr, self.rope, self.rope_theta = base_lr, rope, rope_theta
+        self.impl: Impl = impl
+        self.compile_steps = compile_steps                           # torch.compile the fast scan's step functions
         H, Fh = num_heads, self.head_dim
-        self.q_proj = nn.Linear(dim, dim, bias=False)
-        self.k_proj = nn.Linear(dim, dim, bias=False)
-        self.v_proj = nn.Linear(dim, dim, bias=False)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)               # [Q | K | V] (timm Attention.qkv layout)
         self.o_proj = nn.Linear(dim, dim, bias=False)
         self.lr_weight = nn.Parameter(torch.empty(H, dim))           # η gate w_h
         self.lr_bias = nn.Parameter(torch.empty(H))                  # η gate β_h
@@ -79,8 +74,8 @@ class TTTLinear(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Initialisation of the reference code (ttt.md §1.3)."""
-        for lin in (self.q_proj, self.k_proj, self.v_proj, self.o_proj):
+        """Initialisation of the reference code (ttt-lm-pytorch ``TTTBase``); Q, K, V, O in that order."""
+        for lin in (self.qkv, self.o_proj):
             nn.init.normal_(lin.weight, std=0.02)
         nn.init.normal_(self.lr_weight, std=0.02)
         nn.init.zeros_(self.lr_bias)
@@ -95,43 +90,66 @@ class TTTLinear(nn.Module):
         base = 1.0 / torch.arange(1, self.mini_batch_size + 1, device=self.token_offset.device)
         return torch.clamp_min(base + self.token_offset, 0.0)
 
-    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """x (B, L, D) → q, k, v (B, H, L, F) and the per-token inner lr (B, H, L)."""
-        B, L, _ = x.shape
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, L, D) → fused q|k|v (B, L, 3D) and the per-token inner lr η = base_lr·σ(x·w + β)/F (B, L, H)."""
+        lr = self.base_lr * torch.sigmoid(F.linear(x, self.lr_weight, self.lr_bias)) / self.head_dim
+        return self.qkv(x), lr
 
-        def heads(t: Tensor) -> Tensor:
-            return t.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+    def scan(self, qkv: Tensor, lr: Tensor, states: list[int], orders: tuple[bool, ...]) -> Tensor:
+        """One scan per entry of ``orders`` (True = reversed patches, CLS last), direction s with inner model
+        ``states[s]``, each followed by the post-norm: (B, L, 3D), (B, L, H) → (B, L, S·D), every direction in
+        image order.
 
-        gate = torch.einsum("bld,hd->bhl", x, self.lr_weight) + self.lr_bias[None, :, None]
-        lr = self.base_lr * torch.sigmoid(gate) / self.head_dim
-        return heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)), lr
-
-    def scan(self, q: Tensor, k: Tensor, v: Tensor, lr: Tensor, states: list[int]) -> Tensor:
-        """Run ``len(states)`` scans stacked on the head axis: q (B, S·H, L, F) → (B, S·H, L, F).
-
-        The inner loop runs in float32 with autocast off: the W/b state must not drift in bf16
-        (ttt.md §4.3).
+        The inner loop runs in float32 (float64 for a float64 model) with autocast off: the W/b state must
+        not drift in bf16 (ttt-lm-pytorch keeps it fp32 too). The fast path applies the post-norm inside its
+        Function, so the scan's raw output is not kept for backward.
         """
-        w0 = torch.cat([self.W0[s] for s in states])
-        b0 = torch.cat([self.b0[s] for s in states])
-        ln_w = torch.cat([self.ln_weight[s] for s in states])
-        ln_b = torch.cat([self.ln_bias[s] for s in states])
-        with torch.autocast(device_type=q.device.type, enabled=False):
-            q, k, v, lr = (t.float() for t in (q, k, v, lr))
-            if self.rope:
-                q = _rope(q, self.mini_batch_size, self.rope_theta)
-                k = _rope(k, self.mini_batch_size, self.rope_theta)
-            return ttt_linear(q, k, v, w0.float(), b0.float(), ln_w.float(), ln_b.float(), lr,
-                              self.mini_batch_size, self.token_scale().float())
+        dtype = torch.promote_types(self.W0.dtype, torch.float32)
+        inner = [torch.cat([p[s] for s in states]) if len(states) > 1 else p[states[0]]
+                 for p in (self.W0, self.b0, self.ln_weight, self.ln_bias)]
+        w0, b0, ln_w, ln_b = (p.to(dtype) for p in inner)
+        tok = self.token_scale().to(dtype)
+        with torch.autocast(device_type=qkv.device.type, enabled=False):
+            if self.impl == "fast":
+                spec = ScanSpec(self.num_heads, self.mini_batch_size, orders,
+                                self.rope_theta if self.rope else None, self.compile_steps, self.post_norm.eps)
+                return ttt_scan(qkv, lr, w0, b0, ln_w, ln_b, tok, spec, self.post_norm.weight.to(dtype),
+                                self.post_norm.bias.to(dtype))
+            z = self._scan_reference(qkv.to(dtype), lr.to(dtype), w0, b0, ln_w, ln_b, tok, orders)
+            B, L, _ = z.shape
+            return self.post_norm(z.view(B, L, len(orders), self.dim)).view(B, L, -1)
 
-    def finish(self, z: Tensor) -> Tensor:
-        """(B, H, L, F) → merge heads → post-norm → output projection → (B, L, D)."""
-        B, _, L, _ = z.shape
-        z = z.transpose(1, 2).reshape(B, L, self.dim)
-        return self.o_proj(self.post_norm(z).to(self.o_proj.weight.dtype))
+    def _scan_reference(self, qkv, lr, w0, b0, ln_w, ln_b, tok, orders) -> Tensor:
+        """The plain dual form through autograd: per direction permute, stack as heads, RoPE, scan, un-permute."""
+        B, L, _ = qkv.shape
+        H, mb = self.num_heads, self.mini_batch_size
+        perm = reverse_patches_index(L, qkv.device)
+        q, k, v = qkv.view(B, L, 3, H, self.head_dim).permute(2, 0, 3, 1, 4)   # (B, H, L, F) each
+        lr = lr.transpose(1, 2)                                               # (B, H, L)
+        stacked = [torch.cat([t[:, :, perm] if rev else t for rev in orders], dim=1) for t in (q, k, v, lr)]
+        q, k, v, lr = stacked                                                 # (B, S·H, L, …)
+        if self.rope:
+            cos, sin = rope_tables(mb, self.head_dim, self.rope_theta, q.device, q.dtype)
+            pos = torch.arange(L, device=q.device) % mb
+            q, k = rope(q, cos[pos], sin[pos]), rope(k, cos[pos], sin[pos])
+        z = ttt_linear(q, k, v, w0, b0, ln_w, ln_b, lr, mb, tok)             # (B, S·H, L, F)
+        outs = [z[:, s * H:(s + 1) * H] for s in range(len(orders))]
+        outs = [o[:, :, perm] if rev else o for o, rev in zip(outs, orders, strict=True)]
+        return torch.cat(outs, dim=1).view(B, len(orders), H, L, -1).permute(0, 3, 1, 2, 4).reshape(B, L, -1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.finish(self.scan(*self.project(x), states=[0]).to(x.dtype))
+    def forward(self, x: Tensor, reverse: bool = False) -> Tensor:
+        """One scan (reversed patches, CLS last, when ``reverse``) → post-norm → output projection."""
+        return self.o_proj(self.scan(*self.project(x), states=[0], orders=(reverse,)).to(x.dtype))
+
+
+def set_ttt_impl(model: nn.Module, impl: Impl) -> nn.Module:
+    """Switch every TTT layer of ``model`` to the ``"fast"`` or the ``"reference"`` implementation."""
+    if impl not in ("fast", "reference"):
+        raise ValueError(f"impl must be 'fast' or 'reference', got {impl!r}")
+    for m in model.modules():
+        if isinstance(m, TTTLinear):
+            m.impl = impl
+    return model
 
 
 class BiTTT(nn.Module):
@@ -146,30 +164,39 @@ class BiTTT(nn.Module):
         self.ttt_bwd = TTTLinear(dim, num_heads, mini_batch_size, **ttt_kw) if share == "none" else None
         self.proj = nn.Linear(2 * dim, dim)
 
+    def _normed(self, x: Tensor) -> tuple[Tensor, list[nn.Linear]]:
+        """Post-normed scan outputs Cat[forward; backward] (B, L, 2D) in image order, and each half's O."""
+        if self.ttt_bwd is not None:  # separate layers: separate projections, scans and post-norms
+            halves = [layer.scan(*layer.project(x), states=[0], orders=(rev,)).to(x.dtype)
+                      for layer, rev in ((self.ttt, False), (self.ttt_bwd, True))]
+            return torch.cat(halves, dim=-1), [self.ttt.o_proj, self.ttt_bwd.o_proj]
+        states = [0, 1] if self.share == "proj" else [0, 0]
+        normed = self.ttt.scan(*self.ttt.project(x), states=states, orders=(False, True)).to(x.dtype)
+        return normed, [self.ttt.o_proj, self.ttt.o_proj]
+
     def directions(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Forward-scan and re-aligned backward-scan outputs, each (B, L, D), in image order."""
-        H = self.ttt.num_heads
-        perm = reverse_patches_index(x.shape[1], x.device)
-        if self.ttt_bwd is not None:  # separate layers: separate projections, separate scans
-            fwd = self.ttt(x)
-            bwd = self.ttt_bwd(x[:, perm])[:, perm]
-            return fwd, bwd
-        q, k, v, lr = self.ttt.project(x)                   # projections are per token: permute afterwards
-        stacked = [torch.cat([t, t[:, :, perm]], dim=1) for t in (q, k, v, lr)]
-        states = [0, 1] if self.share == "proj" else [0, 0]
-        z = self.ttt.scan(*stacked, states=states).to(x.dtype)
-        z_fwd, z_bwd = z[:, :H], z[:, H:, perm]             # re-align the backward scan to image order
-        return self.ttt.finish(z_fwd), self.ttt.finish(z_bwd)
+        normed, outs = self._normed(x)
+        fwd, bwd = normed.chunk(2, dim=-1)
+        return outs[0](fwd), outs[1](bwd)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(torch.cat(self.directions(x), dim=-1))
+        B, L, D = x.shape
+        if self.ttt.impl == "reference" or B * L <= D:
+            return self.proj(torch.cat(self.directions(x), dim=-1))
+        # N = B·L > D tokens: one (2D → D) GEMM with the folded weight costs 2ND² + 2D³ FLOPs instead of 4ND².
+        normed, outs = self._normed(x)
+        w = torch.cat([self.proj.weight[:, :D] @ outs[0].weight, self.proj.weight[:, D:] @ outs[1].weight], dim=1)
+        return F.linear(normed, w, self.proj.bias)
 
 
 class MultiScalePerception(nn.Module):
     """MSP: depthwise 3×3 convolutions at several dilations on the patch grid, summed, GELU, pointwise 1×1.
 
     Depthwise-separable keeps the cost small: per block 9·D·J·len(dilations) + D²·J MACs, about 5 % of an
-    AU-TTT ViT-S/16 block at 224 px (see ``au_ttt.model.flops``). The CLS token gets no MSP term.
+    AU-TTT ViT-S/16 block at 224 px (see ``au_ttt.model.flops``). The CLS token gets no MSP term. The grid
+    is channels-last (the tokens' own layout) and the 1×1 convolution runs as the equal linear map on
+    tokens, which avoids two transposes and CPU's slow im2col path for 1×1 kernels.
     """
 
     def __init__(self, dim: int, grid_size: tuple[int, int], dilations: tuple[int, ...] = (1, 3, 5)):
@@ -181,12 +208,11 @@ class MultiScalePerception(nn.Module):
         self.pointwise = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        B, _, D = x.shape
         gh, gw = self.grid_size
-        grid = x[:, :-1].transpose(1, 2).reshape(B, D, gh, gw)
-        y = self.pointwise(self.act(sum(conv(grid) for conv in self.convs)))
-        y = y.flatten(2).transpose(1, 2)
-        return torch.cat([y, y.new_zeros(B, 1, D)], dim=1)
+        grid = x[:, :-1].unflatten(1, (gh, gw)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        y = self.act(sum(conv(grid) for conv in self.convs)).permute(0, 2, 3, 1).flatten(1, 2)   # (B, J, D)
+        y = F.linear(y, self.pointwise.weight.flatten(1), self.pointwise.bias)
+        return F.pad(y, (0, 0, 0, 1))                                    # CLS row: 0
 
 
 class AURoITTT(nn.Module):

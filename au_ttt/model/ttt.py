@@ -2,7 +2,7 @@
 
 Math follows Sun et al., "Learning to (Learn at Test Time)" (arXiv 2407.04620), §2.7 and the
 Transformer-backbone flavour of the reference code (test-time-training/ttt-lm-pytorch ``ttt.py``,
-``TTTLinear.ttt``); re-derived in ``shared/reference/ttt.md`` §1.6. Per head the inner model is
+``TTTLinear.ttt``); re-derived in the paper's §2.7 notation. Per head the inner model is
 
     f(x; W, b) = x + LN(x W + b)
 
@@ -29,7 +29,7 @@ LN_EPS = 1e-6  # inner LayerNorm epsilon of the reference implementation
 
 
 def default_token_scale(mini_batch_size: int, device=None, dtype=None) -> Tensor:
-    """tok_i = 1/(i+1): token i averages the gradients of its mini-batch prefix (ttt.md §1.5)."""
+    """tok_i = 1/(i+1): token i averages the gradients of its mini-batch prefix (the reference code's token_idx)."""
     return 1.0 / torch.arange(1, mini_batch_size + 1, device=device, dtype=dtype)
 
 

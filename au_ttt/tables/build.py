@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS
-from au_ttt.tables.collect import CrossResult, FoldGroup
+from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup
 from au_ttt.tables.published import ABLATION_COLUMNS, OURS, TABLE1, TABLE2, TABLE3
 
 __all__ = ["SYNTHETIC", "DataKind", "Table", "config_marks", "table1", "table1_per_au", "table2", "table3"]
@@ -24,6 +24,7 @@ DataKind = Literal["synthau", "real"]
 SYNTHETIC = "SynthAU (synthetic data) — not comparable to the paper"
 NAMES = {"bp4d": "BP4D", "disfa": "DISFA"}
 PAPER, MINE, DIFF, REF = "paper", "this run", "this run − paper", "reference"  # the `source` column
+CONTROL_SOURCE = "our control (not in the paper)"  # Table III `source` of a control row
 _FOLD_NOTE = ("Each value is the mean over the three subject-exclusive folds (test parts 1, 2, 3) of that fold's "
               "mean F1 over AUs (JAA-Net: \"the result is the average of three folds\"); F1 per AU at "
               "threshold 0.5, frame level.")
@@ -169,7 +170,8 @@ def config_marks(model: Any) -> tuple[bool, ...]:
 
 
 def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None) -> Table:
-    """Table III: the six ablation rows, 3-fold mean F1, with the paper's check-mark columns."""
+    """Table III: the six ablation rows, 3-fold mean F1, with the paper's check-mark columns, then our control
+    rows (``CONTROLS``, e.g. attention instead of TTT), labelled as ours and without a paper value."""
     rows, notes = [], []
     dataset = NAMES[next(iter(groups.values())).dataset]
     for paper in TABLE3:
@@ -191,7 +193,22 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None
             row["Avg."] = mean
         row.update({"Std (this run)": std, **{f"test{r.test_part}": 100 * r.f1_mean for r in g.runs},
                     "All-positive floor": g.floor, "Optimistic best-epoch": g.best})
+        rows.append({"source": "paper row", **row})
+    for variant in (v for v in CONTROLS if v in groups):  # our extra rows: never a paper number beside them
+        g = groups[variant]
+        marks = config_marks(settings.model_for(variant)) if settings is not None and variant in settings.variants \
+            else (True, False, True, False, False, True)
+        mean, std = g.mean_std
+        row = {"source": CONTROL_SOURCE, "Variant": f"{variant}: {CONTROLS[variant]}",
+               **{c: "✓" if m else "" for c, m in zip(ABLATION_COLUMNS, marks, strict=True)}}
+        row.update({"Avg. (paper)": None, "Avg. (this run)": mean, "Δ (this run − paper)": None} if data == "real"
+                   else {"Avg.": mean})
+        row.update({"Std (this run)": std, **{f"test{r.test_part}": 100 * r.f1_mean for r in g.runs},
+                    "All-positive floor": g.floor, "Optimistic best-epoch": g.best})
         rows.append(row)
+        notes.append(f"Row {variant!r} is our control, not in the paper: the Bi-TTT token mixer replaced by timm's "
+                     "multi-head self-attention (ViT-S's own) inside the same backbone, MSP, AU RoI TTT, heads and "
+                     "losses; the marks show its other components. It has no paper value.")
     frame = pd.DataFrame(rows)
     nums = ["Avg. (paper)", "Avg. (this run)", "Δ (this run − paper)"] if data == "real" else ["Avg."]
     floors = sorted({round(g.floor, 1) for g in groups.values()})

@@ -232,18 +232,26 @@ def group_within(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
     return out
 
 
+# Our own extra Table III rows (not in the paper): variant name → the label every table and report shows.
+CONTROLS: dict[str, str] = {"attention_control": "+ attention instead of TTT (our control, not in the paper)"}
+
+
 def group_ablation(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
-    """Table III: three folds for each of the six variants, all on one dataset (the paper: BP4D)."""
+    """Table III: three folds for each of the six variants, all on one dataset (the paper: BP4D), then any of
+    our control variants (:data:`CONTROLS`) that has runs."""
     datasets = sorted({r.dataset for r in runs})
     if len(datasets) > 1:
         raise InputError(f"--table3: runs on {datasets}; the ablation is on one dataset (the paper: BP4D)")
-    unknown = sorted({str(r.variant) for r in runs if r.variant not in VARIANTS})
+    known = (*VARIANTS, *CONTROLS)
+    unknown = sorted({str(r.variant) for r in runs if r.variant not in known})
     if unknown:
-        bad = [str(r.path) for r in runs if r.variant not in VARIANTS][:3]
+        bad = [str(r.path) for r in runs if r.variant not in known][:3]
         raise InputError(f"--table3: variant(s) {unknown} in {', '.join(bad)} are not Table III rows; train with "
-                         f"--variant one of {', '.join(VARIANTS)}")
+                         f"--variant one of {', '.join(known)}")
     dataset = datasets[0] if datasets else "bp4d"
-    return {v: _folds([r for r in runs if r.variant == v], dataset, v, "--table3 (Table III)") for v in VARIANTS}
+    present = [v for v in CONTROLS if any(r.variant == v for r in runs)]
+    return {v: _folds([r for r in runs if r.variant == v], dataset, v, "--table3 (Table III)")
+            for v in (*VARIANTS, *present)}
 
 
 def group_cross(results: Sequence[CrossResult]) -> dict[tuple[str, str], CrossResult]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from au_ttt.tables.build import NAMES, SYNTHETIC, DataKind, Table
-from au_ttt.tables.collect import CrossResult, FoldGroup, Tracking
+from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup, Tracking
 from au_ttt.tables.render import to_markdown
 
 __all__ = ["MLFLOW_UI", "ReportInputs", "mlflow_url", "render_report", "run_link"]
@@ -83,9 +83,14 @@ def _cross_table(inp: ReportInputs) -> list[str]:
     return out
 
 
+def _ablation_rows(inp: ReportInputs) -> dict[str, FoldGroup]:
+    """Table III groups by row name; our control rows carry their label (they are not paper rows)."""
+    return {f"{name} ({CONTROLS[name]})" if name in CONTROLS else name: g for name, g in inp.ablation.items()}
+
+
 def _optimistic(inp: ReportInputs) -> list[str]:
     out = ["| row | reported: last epoch (%) | best epoch on test (%) — optimistic |", "|:---|---:|---:|"]
-    for label, groups in (("Table I", inp.within), ("Table III", inp.ablation)):
+    for label, groups in (("Table I", inp.within), ("Table III", _ablation_rows(inp))):
         for name, g in groups.items():
             best = f"{g.best:.1f}" if g.best is not None else "–"
             out.append(f"| {label} {NAMES.get(name, name)} | {g.mean_std[0]:.1f} | {best} |")
@@ -127,7 +132,7 @@ def render_report(inp: ReportInputs) -> str:
                     {NAMES[d]: g for d, g in inp.within.items()}, inp)),
                 ("table1_per_au", "## Table I per AU", None),
                 ("table2", "## Table II — cross-domain", lambda: _cross_table(inp)),
-                ("table3", "## Table III — ablation", lambda: _fold_table(dict(inp.ablation), inp))]
+                ("table3", "## Table III — ablation", lambda: _fold_table(_ablation_rows(inp), inp))]
     for name, heading, runs in sections:
         if name not in by_name:
             continue

@@ -4,7 +4,8 @@
   :func:`au_ttt.model.au_ttt.load_pretrained` (missing backbone keys are an error; the RoI branch and the
   heads may be new);
 * anything else — a timm ``vit_small_patch16_224`` state dict as ``.safetensors`` or ``.pth`` (read with
-  ``weights_only=True``) — → the timm ViT-S/16 transfer (issue: ``pretrain.source: timm_checkpoint``).
+  ``weights_only=True``) — → the timm ViT-S/16 transfer :func:`au_ttt.model.transfer.load_timm_vit_s16`
+  (``pretrain.source: timm_checkpoint``); a file of another architecture is refused, naming the keys.
 
 Unreadable or corrupt files are :class:`InputError`s naming the file.
 """
@@ -50,11 +51,11 @@ def weights_kind(path: str | Path) -> Literal["au_ttt", "timm"]:
 def initialise_from_file(model: nn.Module, path: str | Path) -> str:
     """Load ``path`` into ``model`` by its kind (module docstring); returns a one-line summary for the log."""
     from au_ttt.model.au_ttt import load_pretrained
-    from au_ttt.model.au_ttt import load_pretrained as load_timm_vit  # LEAD: the model helper's timm ViT-S/16 transfer
+    from au_ttt.model.transfer import load_timm_vit_s16
 
     kind = weights_kind(path)
     try:
-        report = (load_pretrained if kind == "au_ttt" else load_timm_vit)(model, path)
+        report = (load_pretrained if kind == "au_ttt" else load_timm_vit_s16)(model, path)
     except InputError:
         raise
     except Exception as err:
