@@ -159,13 +159,22 @@ def test_model_rates_scale_by_the_flop_proxy_and_bench_files_override(tmp_path):
     assert book.model(VIT_S16, "gpu", "train") == (900.0, f"{path}: 900.0 img/s measured (NVIDIA H100)")
     assert book.model(VIT_S16, "gpu", "eval")[0] == 2500.0
     assert book.model(VIT_S16, "cpu", "train")[0] == pytest.approx(2.083 / 2)   # CPU rates unchanged
-    cpu = {"env": {"device_type": "cpu", "threads": 4}, "results": [
-        {"model": "au_ttt_vit_s16", "img_size": 224, "mode": "forward+backward", "img_per_s": 4.0},
-        {"model": "timm_vit_s16", "img_size": 224, "mode": "forward+backward", "img_per_s": 8.0}]}
-    path.write_text(json.dumps(cpu))
-    book = RateBook().with_bench(path)
-    assert book.model(VIT_S16, "cpu", "train")[0] == 1.0
-    assert book.model(VIT_S16, "gpu", "train")[0] == pytest.approx(TIMM_VIT_S16_GPU["train"] * 0.5)
+    for train_mode in ("forward+backward", "train_step"):   # the bench's mode name before/after 2026-12
+        cpu = {"env": {"device_type": "cpu", "threads": 4}, "results": [
+            {"model": "au_ttt_vit_s16", "img_size": 224, "mode": train_mode, "img_per_s": 4.0},
+            {"model": "timm_vit_s16", "img_size": 224, "mode": train_mode, "img_per_s": 8.0}]}
+        path.write_text(json.dumps(cpu))
+        book = RateBook().with_bench(path)
+        assert book.model(VIT_S16, "cpu", "train")[0] == 1.0
+        assert book.model(VIT_S16, "gpu", "train")[0] == pytest.approx(TIMM_VIT_S16_GPU["train"] * 0.5)
+
+
+def test_the_current_bench_report_gives_training_rates():
+    """`au-ttt bench` and the plan agree on the report format (the mode names of au_ttt.bench.MODES)."""
+    from au_ttt.bench import MODES
+    from au_ttt.planning.rates import _BENCH_MODES
+
+    assert set(MODES) <= set(_BENCH_MODES)
 
 
 def test_timings_file_overrides_stage_rates(tmp_path):
@@ -269,7 +278,7 @@ def test_demo_config_and_defaults_agree_with_the_code():
     assert (1797 - int(1797 * 0.2), int(1797 * 0.2)) == (stages.DIGITS_TRAIN, stages.DIGITS_VAL)
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     plan = _by_stage(estimate(copy.deepcopy(cfg), Resources(cores=2)))
-    assert plan["training"].jobs == 24 and plan["frame index"].items == 432 + 600
+    assert plan["training"].jobs == 3 * 2 + 3 * len(cfg["variants"]) and plan["frame index"].items == 432 + 600
     assert plan["training"].source == RateBook().model(SMALL, "cpu", "train")[1]  # the measured demo geometry
 
 

@@ -121,6 +121,8 @@ def test_synthau_cli_tables_figure_report_and_mlflow(runs, tmp_path):
     assert run.data.metrics["f1_mean.fold_std"] == pytest.approx(0.03)
     assert f"/runs/{run.info.run_id})" in report
     assert "disfa/au_roi_ttt" in report  # untracked runs: `au-ttt train`'s default parent name
+    # the store is named as the config names it; no sqlite URI with this machine's absolute path
+    assert "sqlite:" not in report and f"`{tcfg.uri_dir}/`" in report
 
 
 def test_real_tables_show_paper_rows_and_differences(runs):

@@ -198,6 +198,10 @@ def _read_json(path: str | Path, what: str) -> dict:
     return data
 
 
+# `au-ttt bench` mode names (au_ttt.bench.MODES; "forward+backward" in files written before 2026-12) → plan modes
+_BENCH_MODES = {"train_step": "train", "forward+backward": "train", "forward": "eval"}
+
+
 def load_bench(path: str | Path) -> list[ModelRate]:
     """Model rates from an ``au-ttt bench`` JSON: CUDA files give per-GPU rates, CPU files per-thread rates
     and (at each size where both models ran) GPU rates via timm's ViT-S numbers × the measured ratio."""
@@ -210,7 +214,7 @@ def load_bench(path: str | Path) -> list[ModelRate]:
     speed: dict[tuple, float] = {}
     for row in rows:
         try:
-            mode = {"forward+backward": "train", "forward": "eval"}[row["mode"]]
+            mode = _BENCH_MODES[row["mode"]]
             speed[(row["model"], int(row["img_size"]), mode)] = float(row["img_per_s"])
         except (KeyError, TypeError, ValueError):
             continue  # rows of other kinds (memory-only, other modes) carry no throughput

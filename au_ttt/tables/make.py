@@ -78,7 +78,7 @@ def _log_rows(tracking: Any, rows: Sequence[tuple[str, dict[str, float]]]) -> tu
         return {}, "tracking is disabled in the config (`tracking.enabled: false`); links go to local run folders."
     ids: dict[str, tuple[str, str]] = {}
     try:
-        from au_ttt.train.tracking import ensure_experiment, log_parent_metrics, tracking_uri
+        from au_ttt.train.tracking import ensure_experiment, log_parent_metrics
 
         exp = ensure_experiment(tracking)
         for name, metrics in rows:
@@ -87,7 +87,8 @@ def _log_rows(tracking: Any, rows: Sequence[tuple[str, dict[str, float]]]) -> tu
         logger.warning("MLflow logging of table rows failed (%s: %s); tables are written anyway",
                        type(err).__name__, err)
         return ids, f"logging the table rows failed ({type(err).__name__}: {str(err)[:200]})."
-    return ids, f"fold means logged to `{tracking_uri(tracking)}`, experiment `{tracking.experiment}`."
+    # the store as the config names it (relative to the project): the report must not carry this machine's paths
+    return ids, f"fold means logged to the store in `{tracking.uri_dir}/`, experiment `{tracking.experiment}`."
 
 
 def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: Sequence[str | Path],
