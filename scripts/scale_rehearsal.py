@@ -51,7 +51,7 @@ def run(cmd: list[str], cwd: Path, log: Path) -> None:
 
 def jobs(bench: Path, rule: str, dataset: str | None = None) -> list[dict[str, float]]:
     """One row per job of ``rule`` (optionally one dataset): wall ``s`` and ``cpu_time`` seconds."""
-    pattern = f"{dataset}-*.tsv" if dataset else "*.tsv"
+    pattern = f"{dataset}*.tsv" if dataset else "*.tsv"
     out = []
     for path in sorted((bench / rule).glob(pattern)):
         with path.open() as fh:
@@ -63,40 +63,47 @@ def jobs(bench: Path, rule: str, dataset: str | None = None) -> list[dict[str, f
 
 
 def measure(work: Path, frames: dict[str, int]) -> dict:
-    """Per-frame CPU seconds per stage from the benchmark files, with the start-up cost taken out."""
+    """Per-frame CPU seconds per stage from the benchmark files, with the start-up cost taken out.
+
+    Returns the per-frame costs at SynthAU's frame size (a table for the report) and the timings the plan
+    will use: the measured job start-up and the stages whose cost does not grow with the frame size (the
+    frame index). Stages that decode or scan images are not extrapolated from these small frames — their
+    fixed per-frame part (decode set-up, the 68-point fit, Python) dominates at 240×320, so scaling by pixels
+    would overstate a 1040×1392 frame several times; the plan keeps its costs measured at the real size.
+    """
     bench = work / "results/benchmarks"
     startup = statistics.median(j["cpu"] for j in jobs(bench, "heatmaps"))
 
-    def per_frame(rule: str, dataset: str) -> float:
-        rows = jobs(bench, rule, dataset)
-        return max(0.0, sum(j["cpu"] for j in rows) - startup * len(rows)) / frames[dataset]
+    def per_frame(rule: str, datasets: tuple[str, ...]) -> tuple[float, float]:
+        rows = [r for d in datasets for r in jobs(bench, rule, d)]
+        total = sum(j["cpu"] for j in rows)
+        work_s = max(0.0, total - startup * len(rows))
+        return work_s / sum(frames[d] for d in datasets), work_s / total if total else 0.0
 
-    def index_cost() -> float:
-        rows = [r for d in frames for r in jobs(bench, "frame_index", d)]
-        return max(0.0, sum(j["cpu"] for j in rows) - startup * len(rows)) / sum(frames.values())
-
-    src = "scale rehearsal (scripts/scale_rehearsal.py): SynthAU through the real-data path, CPU seconds per frame"
-    stages = {
-        "job_startup": {"seconds": round(startup, 3), "source": f"{src}: median CPU time of a heatmaps job"},
-        "landmarks.dlib": {"seconds": per_frame("landmarks", "bp4d"), "pixels": SYNTH_PIXELS["bp4d"]},
-        "crops": {"seconds": per_frame("crops", "bp4d"), "pixels": SYNTH_PIXELS["bp4d"]},
-        "heatmaps": {"seconds": per_frame("heatmaps", "bp4d")},
-        "disfa_frames": {"seconds": per_frame("disfa_frames", "disfa"), "pixels": SYNTH_PIXELS["disfa"]},
-        "index": {"seconds": index_cost()},
+    src = "scale rehearsal (scripts/scale_rehearsal.py): SynthAU through the real-data path, CPU seconds"
+    measured = {
+        "landmarks.dlib (BP4D-format)": (*per_frame("landmarks", ("bp4d",)), SYNTH_PIXELS["bp4d"]),
+        "crops (BP4D-format)": (*per_frame("crops", ("bp4d",)), SYNTH_PIXELS["bp4d"]),
+        "heatmaps": (*per_frame("heatmaps", ("bp4d", "disfa")), None),
+        "disfa_frames": (*per_frame("disfa_frames", ("disfa",)), SYNTH_PIXELS["disfa"]),
+        "index": (*per_frame("frame_index", ("bp4d", "disfa")), None),
     }
+    timings = {"job_startup": {"seconds": round(startup, 3), "source": f"{src}: median of a heatmaps job"},
+               "index": {"seconds": measured["index"][0], "source": f"{src} per frame"}}
     walls = {rule: sum(j["s"] for j in jobs(bench, rule)) for rule in
              ("data_check", "disfa_frames", "frame_index", "landmarks", "crops", "heatmaps", "gather")}
-    return {"source": src, "stages": {k: {"source": src, **v} for k, v in stages.items()}, "job_seconds": walls}
+    return {"source": src, "stages": timings, "per_frame": measured, "startup": startup, "job_seconds": walls}
 
 
 def project(config: dict, timings: Path, settings: list[tuple[str, int, int, int]]) -> list[str]:
     """Markdown tables of the full-size plan for each (label, cores, gpus, nodes)."""
     from au_ttt.planning import RateBook, Resources, discover_bench, estimate, render_table
 
+    os.chdir(REPO)  # sources are named relative to the repository, as `au-ttt plan` run there names them
     rates = RateBook()
-    for path in discover_bench(REPO / "results/bench"):
+    for path in discover_bench("results/bench"):
         rates = rates.with_bench(path)
-    rates = rates.with_timings(timings)
+    rates = rates.with_timings(timings.relative_to(REPO) if timings.is_relative_to(REPO) else timings)
     out = []
     for label, cores, gpus, nodes in settings:
         resources = Resources(cores=cores, gpus=gpus, nodes=nodes)
@@ -110,37 +117,44 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=3, help="BP4D frames per task (DISFA: 8x per video)")
     parser.add_argument("--cores", type=int, default=2, help="--cores for the rehearsal DAG")
     parser.add_argument("--out", type=Path, default=REPO / "docs/scaling.md")
+    parser.add_argument("--reuse", action="store_true", help="reuse a finished rehearsal in --work (no rerun)")
     args = parser.parse_args()
 
     work = args.work.resolve()
-    if work.exists():
-        sys.exit(f"{work} exists; remove it or choose another --work")
-    (work / "config").mkdir(parents=True)
-    load = os.getloadavg()[0]
-    started = time.time()
-    run([str(BIN / "au-ttt"), "synth", "--out", str(work / "synth"), "--subjects-per-part", "14",
-         "--bp4d-tasks", "8", "--bp4d-frames", str(args.frames), "--disfa-frames", str(8 * args.frames),
-         "--no-progress"], work, work / "synth.log")
-    cfg = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-    cfg["workflow"].update(data_check="structure", pretrain=False,
-                           roots={"bp4d": str(work / "synth/BP4D"), "disfa": str(work / "synth/DISFA"),
-                                  "imagenet": None})
-    cfg["landmarks"].update(backend="dlib")
-    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
-    run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "data_products", "--cores", str(args.cores)],
-        work, work / "snakemake.log")
-    elapsed = time.time() - started
+    stamp = work / "rehearsal.json"   # written when the DAG finished: --reuse only re-measures and re-projects
+    if args.reuse and stamp.is_file():
+        meta = json.loads(stamp.read_text())
+    else:
+        if work.exists():
+            sys.exit(f"{work} exists; remove it, choose another --work, or pass --reuse after a finished run")
+        (work / "config").mkdir(parents=True)
+        meta = {"load": os.getloadavg()[0], "cores": args.cores, "frames": args.frames}
+        started = time.time()
+        run([str(BIN / "au-ttt"), "synth", "--out", str(work / "synth"), "--subjects-per-part", "14",
+             "--bp4d-tasks", "8", "--bp4d-frames", str(args.frames), "--disfa-frames", str(8 * args.frames),
+             "--no-progress"], work, work / "synth.log")
+        cfg = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+        cfg["workflow"].update(data_check="structure", pretrain=False,
+                               roots={"bp4d": str(work / "synth/BP4D"), "disfa": str(work / "synth/DISFA"),
+                                      "imagenet": None})
+        cfg["landmarks"].update(backend="dlib")
+        (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+        run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "data_products", "--cores", str(args.cores)],
+            work, work / "snakemake.log")
+        meta["seconds"] = time.time() - started
+        stamp.write_text(json.dumps(meta))
+    load, elapsed, cores, per_task = meta["load"], meta["seconds"], meta["cores"], meta["frames"]
 
     import pandas as pd
 
     frames = {d: len(pd.read_parquet(work / f"results/data/{d}/index.parquet")) for d in ("bp4d", "disfa")}
     measured = measure(work, frames)
-    timings = work / "timings.json"
+    timings = args.out.resolve().with_name("scaling-timings.json")   # `au-ttt plan --timings` reads it too
     timings.write_text(json.dumps({"source": measured["source"], "stages": measured["stages"]}, indent=2))
 
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-    rows = [f"| {k} | {v['seconds'] * 1000:.2f} ms | {v.get('pixels', '-')} |"
-            for k, v in measured["stages"].items()]
+    rows = [f"| {k} | {sec * 1000:.2f} ms | {100 * share:.0f} % | {px or '-'} |"
+            for k, (sec, share, px) in measured["per_frame"].items()]
     bench = work / "results/benchmarks"
     n_videos, n_shards = len(jobs(bench, "disfa_frames")), len(jobs(bench, "landmarks"))
     host = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
@@ -152,19 +166,26 @@ def main() -> None:
         "",
         "## The rehearsal",
         "",
-        f"SynthAU with every published subject (41 BP4D, 27 DISFA; BP4D tasks T1–T8, {args.frames} frames per task; "
-        f"{8 * args.frames} frames per DISFA video) went through the **real-data** path of the DAG "
-        f"(`workflow.data: real`) with `--cores {args.cores}`: the pre-flight check, {n_videos} DISFA decoding "
+        f"SynthAU with every published subject (41 BP4D, 27 DISFA; BP4D tasks T1–T8, {per_task} frames per task; "
+        f"{8 * per_task} frames per DISFA video) went through the **real-data** path of the DAG "
+        f"(`workflow.data: real`) with `--cores {cores}`: the pre-flight check, {n_videos} DISFA decoding "
         f"jobs, one dlib landmarks / crops / heatmaps job per subject ({n_shards} shards), and the gathers: "
         f"{frames['bp4d']:,} BP4D-format and {frames['disfa']:,} DISFA-format frames, {elapsed:.0f} s in all.",
         "",
-        "Measured CPU seconds per frame (a job's start-up cost, the median CPU time of a heatmaps job, is taken "
-        "out and counted once per job); `pixels` is the frame size it was measured at — the plan scales those "
-        "costs to the real frame sizes (BP4D 1040×1392, DISFA 1024×768):",
+        f"Every job starts with a fixed cost: **{measured['startup']:.2f} CPU-s** (the median of the heatmaps "
+        "jobs, whose per-frame work is negligible: importing pandas/OpenCV, reading the index, writing outputs "
+        "atomically). Measured CPU seconds per frame with that start-up taken out, and the share of the stage's "
+        "CPU time that is per-frame work:",
         "",
-        "| stage | per frame (or per job) | measured at pixels |",
-        "|---|---:|---:|",
+        "| stage | per frame | per-frame share of CPU | frame pixels |",
+        "|---|---:|---:|---:|",
         *rows,
+        "",
+        "At SynthAU's small frames the per-frame share is small and the per-frame costs carry fixed parts (image "
+        "decode set-up, the 68-point fit, Python): dlib costs about 35 ms on a 240×320 frame but about 130 ms on a "
+        "1040×1392 BP4D-size photo (measured directly), 3.7× for 19× the pixels. So the projection below takes "
+        "from this rehearsal what it measures well — the job start-up and the frame index's cost per frame — and "
+        "keeps the image stages' costs measured at real frame size (their sources are listed under each table).",
         "",
         "Wall seconds summed over the rehearsal's jobs, per rule: "
         + ", ".join(f"{k} {v:.0f}" for k, v in measured["job_seconds"].items()) + ".",
@@ -172,7 +193,7 @@ def main() -> None:
         "## The paper-size run",
         "",
         "`au-ttt plan` with these timings (the same numbers `au-ttt plan --config config/paper.yaml --timings "
-        "timings.json` prints). Training and pretraining run on GPUs; their rates and sources are in each "
+        "docs/scaling-timings.json` prints). Training and pretraining run on GPUs; their rates and sources are in each "
         "table's notes. With `pretrain.source: timm_checkpoint` the pretraining row costs nothing.",
         "",
         *project(paper, timings, [("1 CPU core, 1 GPU", 1, 1, 1), ("one machine: 8 cores, 4 GPUs", 8, 4, 1),

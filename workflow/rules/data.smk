@@ -36,6 +36,8 @@ if DATA_KIND == "real":
             f"{RESULTS}/data/{{dataset}}/check.json",
         log:
             f"{RESULTS}/logs/data_check/{{dataset}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/data_check/{{dataset}}.tsv",
         conda:
             "../envs/au_ttt.yaml"
         params:
@@ -58,6 +60,8 @@ rule disfa_frames:
         directory(f"{DISFA_FRAMES}/{{subject}}"),
     log:
         f"{RESULTS}/logs/disfa_frames/{{subject}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/disfa_frames/disfa-{{subject}}.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:
@@ -81,6 +85,8 @@ rule frame_index:
         folds=f"{RESULTS}/data/{{dataset}}/folds.json",
     log:
         f"{RESULTS}/logs/frame_index/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/frame_index/{{dataset}}.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:

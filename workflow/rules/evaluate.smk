@@ -9,6 +9,8 @@ rule cross_domain:
         f"{RESULTS}/cross/{{source}}_to_{{target}}/metrics.json",
     log:
         f"{RESULTS}/logs/cross/{{source}}_to_{{target}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cross/{{source}}_to_{{target}}.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:

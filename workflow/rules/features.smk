@@ -11,6 +11,8 @@ rule landmarks:
         f"{RESULTS}/data/{{dataset}}/shards/{{shard}}/landmarks.npz",
     log:
         f"{RESULTS}/logs/landmarks/{{dataset}}-{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/landmarks/{{dataset}}-{{shard}}.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:
@@ -38,6 +40,8 @@ rule crops:
         directory(f"{RESULTS}/data/{{dataset}}/shards/{{shard}}/crops"),
     log:
         f"{RESULTS}/logs/crops/{{dataset}}-{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/crops/{{dataset}}-{{shard}}.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:
@@ -64,6 +68,8 @@ rule heatmaps:
         directory(f"{RESULTS}/data/{{dataset}}/shards/{{shard}}/heatmaps"),
     log:
         f"{RESULTS}/logs/heatmaps/{{dataset}}-{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/heatmaps/{{dataset}}-{{shard}}.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:
@@ -89,6 +95,8 @@ rule gather:
         heatmaps=directory(f"{RESULTS}/data/{{dataset}}/heatmaps"),
     log:
         f"{RESULTS}/logs/gather/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gather/{{dataset}}.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:

@@ -27,6 +27,8 @@ rule pretrain:
         f"{RESULTS}/pretrain/backbone.safetensors",
     log:
         f"{RESULTS}/logs/pretrain.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pretrain/pretrain.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:

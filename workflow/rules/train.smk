@@ -10,6 +10,8 @@ rule train:
         weights=f"{RESULTS}/runs/{{dataset}}/{{init}}/{{variant}}/test{{part}}/model.safetensors",
     log:
         f"{RESULTS}/logs/train/{{dataset}}-{{init}}-{{variant}}-test{{part}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{dataset}}-{{init}}-{{variant}}-test{{part}}.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:
