@@ -16,6 +16,15 @@ def _deterministic_torch():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch CPU thread for a module's tests (deterministic reductions; no oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_cfg() -> ModelConfig:
     """4×4 patch grid, 2 blocks, 32-dim: every branch enabled, fast on CPU."""

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 from conftest import REPO
 from predict_support import make_run
@@ -26,12 +25,7 @@ from au_ttt.data.protocol import AUS
 TOL = 2e-5   # float32 batch-size effects (evaluate and predict batch differently): measured ≤ 7e-7
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the tests compare scores across runs
 
 
 def cli(*args) -> int:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from conftest import REPO
 from PIL import Image
 from predict_support import make_run
@@ -19,13 +18,7 @@ from predict_support import make_run
 from au_ttt.cli import main
 from au_ttt.predict import samples
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the tests compare scores across runs
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from conftest import REPO
 from predict_support import make_run
 
@@ -17,12 +16,7 @@ from au_ttt.predict import samples
 PRESENT = [True] * 6 + [False] * 4 + [True] * 6          # face, 4 frames of an empty scene, face again
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the tests compare scores across runs
 
 
 @pytest.fixture(scope="module")
