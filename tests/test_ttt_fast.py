@@ -180,3 +180,31 @@ def test_bf16_autocast_training_step_keeps_the_scan_in_fp32(tiny_cfg):
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert layer.W0.grad.dtype == torch.float32
+
+
+def test_a_float64_training_run_is_the_same_with_either_scan():
+    """The demo model trained 12 AdamW steps in float64 with the fast scan and with the plain dual form ends at
+    the same weights (1e-9): the two differ only by float rounding, so any difference between fp32 demo tables
+    of the two is rounding amplified by training, not a change of the computation."""
+    settings = load_settings(REPO / "config/config.yaml")
+    cfg = settings.model  # the full AU-TTT of the demo (Bi-TTT, MSP, AU RoI TTT)
+    gen = torch.Generator().manual_seed(5)
+    batches = [(torch.randn(4, 3, cfg.img_size, cfg.img_size, generator=gen, dtype=torch.float64),
+                torch.rand(4, 12, *cfg.grid_size, generator=gen, dtype=torch.float64),
+                (torch.rand(4, 12, generator=gen) > 0.5).double()) for _ in range(12)]
+    finals = []
+    for impl in ("fast", "reference"):
+        torch.manual_seed(0)
+        model = set_ttt_impl(AUTTT(cfg, 12).double(), impl)
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
+        for x, masks, labels in batches:
+            out = model(x, masks)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, labels) + out.heatmaps.pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        finals.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    fast, ref = finals
+    worst = max(float((fast[k] - ref[k]).abs().max()) for k in fast)
+    print(f"largest weight difference after 12 float64 steps: {worst:.2e}")
+    assert worst < 1e-9, worst
