@@ -109,6 +109,33 @@ def test_dataset_roots_are_quoted_never_executed(tmp_path):
     assert not marker.exists()
 
 
+def test_a_copy_that_fails_the_check_stops_the_dag_and_keeps_the_report(tmp_path):
+    """Real data with `data_check: published` on a copy far smaller than the protocol's: the check fails,
+    nothing downstream runs, and the whole JSON report survives beside the log (Snakemake deletes the
+    outputs of a failed job, so the rule writes the report there first)."""
+    import json
+
+    from au_ttt.cli import main
+
+    synth = tmp_path / "synth"
+    assert main(["synth", "--out", str(synth), "--subjects-per-part", "2", "--bp4d-tasks", "1",
+                 "--bp4d-frames", "2", "--disfa-frames", "2", "--no-progress"]) == 0
+    cfg = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
+    cfg["workflow"].update(data="real", datasets=["bp4d"], pretrain=False, data_check="published",
+                           roots={"bp4d": str(synth / "BP4D"), "disfa": None, "imagenet": None})
+    work = workdir(tmp_path / "work", REPO / ".test/config/config.yaml")
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(work, "data_products", "--cores", "2", timeout=600)
+    assert result.returncode != 0
+    assert "Error in rule data_check" in result.stdout + result.stderr
+    assert not (work / "results/data/bp4d/check.json").exists()
+    assert not (work / "results/data/bp4d/index.parquet").exists()
+    log = (work / "results/logs/data_check/bp4d.log").read_text()
+    assert "DOES NOT MATCH" in log and "results/logs/data_check/bp4d.json" in log, log
+    report = json.loads((work / "results/logs/data_check/bp4d.json").read_text())
+    assert report["errors"] >= 1 and report["findings"], report
+
+
 @pytest.mark.slow
 def test_real_data_path_on_the_published_subject_lists(tmp_path):
     """Scale rehearsal in miniature: SynthAU with all 41 BP4D / 27 DISFA subjects read through the real-data

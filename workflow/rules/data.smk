@@ -44,13 +44,16 @@ if DATA_KIND == "real":
             code=CODE,
             root=get_raw_root,
             expect=CHECK,
+            # the full report lives beside the log: Snakemake deletes a failed job's outputs, and a failed
+            # check is exactly when the user needs every mismatch, not the log's first lines
+            report=f"{RESULTS}/logs/data_check/{{dataset}}.json",
         threads: RES["data_check"].threads
         resources:
             mem_mb=RES["data_check"].mem_mb,
             runtime=RES["data_check"].runtime,
         shell:
             "au-ttt data check --dataset {wildcards.dataset:q} --root {params.root:q} --expect {params.expect:q} "
-            "--out {output:q} --no-progress > {log:q} 2>&1"
+            "--out {params.report:q} --no-progress > {log:q} 2>&1 && cp {params.report:q} {output:q}"
 
 
 rule disfa_frames:
