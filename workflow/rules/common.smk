@@ -58,7 +58,8 @@ RES = resolve_resources(WF.get("resources"), f"{RESOLVED_CONFIG}: workflow.resou
 CODE = source_digest()
 
 # Cheap bookkeeping jobs run on the submit host under a cluster executor.
-localrules: all, data_products, pretrained_backbone, experiments, synthau, frame_index, pretrain_digits, tables
+# (synthau is added where it is defined: it exists only for SynthAU data)
+localrules: all, data_products, pretrained_backbone, experiments, frame_index, pretrain_digits, tables
 
 
 if FULL not in VARIANTS:

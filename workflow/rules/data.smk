@@ -4,6 +4,8 @@
 
 if DATA_KIND == "synthau":
 
+    localrules: synthau
+
     rule synthau:
         output:
             manifest=f"{WF['synthau']['root']}/synthau.json",
