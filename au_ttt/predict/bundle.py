@@ -35,6 +35,7 @@ from au_ttt.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from au_ttt.data.video import JPEG_QUALITY as VIDEO_FRAME_JPEG_QUALITY
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write_json, atomic_write_text, swap_in_dir
+from au_ttt.predict.mlflow_fetch import MLFLOW_SCHEMES, download_model
 from au_ttt.predict.prepare import PreprocessSpec
 from au_ttt.predict.runs import DECISION_THRESHOLD, TrainedRun, read_run
 
@@ -43,7 +44,6 @@ __all__ = ["BUNDLE_FILE", "FORMAT", "WEIGHTS_FILE", "LoadedModel", "export_bundl
 
 FORMAT, FORMAT_VERSION = "au-ttt-bundle", 1
 BUNDLE_FILE, WEIGHTS_FILE, CARD_FILE = "bundle.json", "model.safetensors", "README.md"
-_MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 
 
 @dataclass
@@ -240,22 +240,7 @@ def model_from_run(run_dir: str | Path, config: str | Path | None = None) -> Loa
 
 def _mlflow_bundle(uri: str, tracking_uri: str | None) -> Path:
     """Local bundle folder inside an MLflow pyfunc model (downloaded if remote)."""
-    if uri.startswith(_MLFLOW_SCHEMES):
-        import mlflow
-
-        # runs:/ resolves through the run's logged model with the *global* tracking URI (MLflow 3), so set it
-        previous = mlflow.get_tracking_uri()
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
-        except Exception as err:  # mlflow raises its own exception types for unknown runs, stores, paths
-            raise InputError(f"{uri}: cannot fetch the MLflow model ({type(err).__name__}: {str(err)[:300]}); "
-                             "check the run id and --tracking-uri (or --config)") from None
-        finally:
-            mlflow.set_tracking_uri(previous)
-    else:
-        local = Path(uri)
+    local = download_model(uri, tracking_uri) if uri.startswith(MLFLOW_SCHEMES) else Path(uri)
     bundle = local / "artifacts" / "bundle"
     if not (bundle / BUNDLE_FILE).is_file():
         raise InputError(f"{uri}: not an AU-TTT MLflow model (no artifacts/bundle/{BUNDLE_FILE})")
@@ -265,7 +250,7 @@ def _mlflow_bundle(uri: str, tracking_uri: str | None) -> Path:
 def load_model(spec: str | Path, config: str | Path | None = None, tracking_uri: str | None = None) -> LoadedModel:
     """``--model``: a bundle folder, a run directory, or an MLflow model URI (runs:/…, models:/…)."""
     text = str(spec)
-    if text.startswith(_MLFLOW_SCHEMES):
+    if text.startswith(MLFLOW_SCHEMES):
         return load_bundle(_mlflow_bundle(text, tracking_uri))
     path = Path(text)
     if (path / BUNDLE_FILE).is_file():
