@@ -271,6 +271,72 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert "unknown key 'train.epochz'" in capsys.readouterr().err
 
 
+def _plan_error(tmp_path, capsys, edit) -> tuple[Path, str]:
+    """`au-ttt plan` on config/config.yaml changed by ``edit``: must exit 2 with exactly one stderr line."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    edit(cfg)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    assert main(["plan", "--config", str(bad), "--gpus", "0", "--bench"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return bad, lines[0]
+
+
+@pytest.mark.parametrize(("where", "typo", "allowed"), [
+    ((), "shard_subject", "ablation_dataset, cross_domain_model_part, cross_domain_test, data, data_check, "
+                          "datasets, full_variant, pretrain, resources, results, roots, shard_subjects, synthau, "
+                          "test_parts"),
+    (("synthau",), "seeds", "bp4d_frames, bp4d_tasks, disfa_frames, root, seed, subjects_per_part"),
+    (("resources", "train"), "gpu", "gpus, mem_mb, runtime, threads"),
+])
+def test_workflow_typos_are_refused_as_the_dag_refuses_them(tmp_path, capsys, where, typo, allowed):
+    """The DAG's schema rejects unknown `workflow.*` keys; the plan checks the same schema (one definition)."""
+    def edit(cfg):
+        node = cfg["workflow"]
+        for key in where:
+            node = node[key]
+        node[typo] = 1
+
+    bad, line = _plan_error(tmp_path, capsys, edit)
+    key = ".".join(("workflow", *where, typo))
+    assert line == f"au-ttt plan: error: {bad}: unknown key '{key}'; allowed keys here: {allowed} " \
+                   "(schema: config.schema.yaml)"
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), [
+    ("subjects_per_part", 100, "an integer in 1..14 (14 takes every published subject of both datasets)"),
+    ("subjects_per_part", 0, "an integer in 1..14"),
+    ("disfa_frames", 10**12, "an integer in 2..4,845 (a DISFA video has 4,845 frames)"),
+    ("bp4d_frames", 1, "an integer in 2..4,845"),
+    ("bp4d_tasks", 9, "an integer in 1..8 (BP4D has tasks T1–T8)"),
+    ("seed", -1, "an integer in 0..4,294,967,295"),
+])
+def test_absurd_synthau_sizes_are_one_line(tmp_path, capsys, key, value, allowed):
+    bad, line = _plan_error(tmp_path, capsys, lambda cfg: cfg["workflow"]["synthau"].update({key: value}))
+    assert line.startswith(f"au-ttt plan: error: {bad}: key 'workflow.synthau.{key}' has value {value}; "
+                           f"allowed: {allowed}")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda wf: wf.update(data="rea"), "key 'workflow.data' has value 'rea'; allowed: one of 'synthau', 'real'"),
+    (lambda wf: wf.pop("results"), "required key 'workflow.results' is missing"),
+    (lambda wf: wf.update(datasets="bp4d"), "key 'workflow.datasets' has value 'bp4d'; allowed: a list"),
+    (lambda wf: wf.update(shard_subjects=0), "key 'workflow.shard_subjects' has value 0; allowed: >= 1"),
+    (lambda wf: wf["synthau"].update(seed="0"), "key 'workflow.synthau.seed' has value '0'; allowed: an integer"),
+])
+def test_schema_violations_in_the_packages_wording(tmp_path, capsys, edit, message):
+    bad, line = _plan_error(tmp_path, capsys, lambda cfg: edit(cfg["workflow"]))
+    assert line == f"au-ttt plan: error: {bad}: {message}"
+
+
+def test_shipped_configs_pass_the_workflow_check():
+    from au_ttt.workflow_config import check_config_file
+
+    for path in [REPO / "config/config.yaml", REPO / "config/paper.yaml", REPO / ".test/config/config.yaml"]:
+        assert check_config_file(path)["workflow"]
+
+
 def test_demo_config_and_defaults_agree_with_the_code():
     from au_ttt.data.synth.render import DOMAINS
 

@@ -11,25 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 HELP = "estimate the hours of every pipeline stage for a config on given cores, GPUs and nodes"
-
-
-def _gpus_here() -> int:
-    """GPUs visible here (CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`), without importing torch."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    if shutil.which("nvidia-smi") is None:
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(line.startswith("GPU ") for line in out.splitlines())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,15 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the plan as JSON here")
 
 
-def _config(path: Path) -> dict:
-    """The config as a dict, after the package's strict check of every section (unknown keys, bad values)."""
-    from au_ttt.config import load_yaml
-    from au_ttt.settings import load_settings
-
-    load_settings(path)
-    return load_yaml(path)
-
-
 def run(args: argparse.Namespace) -> int:
     from au_ttt.fileio import atomic_write_json
     from au_ttt.planning import (
@@ -65,9 +40,11 @@ def run(args: argparse.Namespace) -> int:
         pretraining_gpu_days,
         render_table,
     )
+    from au_ttt.resources import visible_gpus
+    from au_ttt.workflow_config import check_config_file
 
-    resources = Resources(cores=args.cores, gpus=_gpus_here() if args.gpus is None else args.gpus, nodes=args.nodes)
-    config = _config(args.config)
+    resources = Resources(cores=args.cores, gpus=visible_gpus() if args.gpus is None else args.gpus, nodes=args.nodes)
+    config = check_config_file(args.config)  # every section, the DAG's workflow schema, the SynthAU sizes
     rates = RateBook()
     for path in discover_bench() if args.bench is None else args.bench:
         rates = rates.with_bench(path)

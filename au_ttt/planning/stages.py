@@ -34,6 +34,7 @@ from au_ttt.data.protocol import (
     first_subjects,
     shard_subjects,
 )
+from au_ttt.data.synth_limits import check_synthau_sizes
 from au_ttt.errors import InputError
 from au_ttt.planning.rates import IMAGENET_TRAIN_IMAGES, IMAGENET_VAL_IMAGES, Geometry, RateBook
 
@@ -137,10 +138,11 @@ def data_sizes(cfg: Mapping, source: str = "<config>") -> dict[str, DatasetSize]
                       for p, subs in parts.items() for s in subs}
             sequences = len(BP4D_TASKS) if name == "bp4d" else 1
         else:
-            spp = _get(cfg, "workflow.synthau.subjects_per_part", int, source, minimum=1)
-            tasks = _get(cfg, "workflow.synthau.bp4d_tasks", int, source, minimum=1)
-            per = (_get(cfg, "workflow.synthau.bp4d_frames", int, source, minimum=1) * tasks if name == "bp4d"
-                   else _get(cfg, "workflow.synthau.disfa_frames", int, source, minimum=1))
+            spp = _get(cfg, "workflow.synthau.subjects_per_part", int, source)
+            tasks = _get(cfg, "workflow.synthau.bp4d_tasks", int, source)
+            per = (_get(cfg, "workflow.synthau.bp4d_frames", int, source) * tasks if name == "bp4d"
+                   else _get(cfg, "workflow.synthau.disfa_frames", int, source))
+            check_synthau_sizes(cfg["workflow"]["synthau"], source)  # the ranges `au-ttt synth` accepts
             frames = {s: float(per) for s in first_subjects(name, spp)}
             size, sequences = SYNTHAU_FRAME_SIZE[name], (tasks if name == "bp4d" else 1)
         part = {s: p for p, subs in parts.items() for s in subs}
