@@ -165,6 +165,14 @@ def test_the_command_rewrites_a_committed_profile_op_for_op(tmp_path, capsys):
     assert fresh.ops == committed.ops and fresh.batch == committed.batch == 1024
 
 
+def test_a_config_whose_model_was_not_profiled_says_its_gpu_rates_are_scaled(capsys):
+    from au_ttt.cli import main
+
+    assert main(["plan", "--config", str(REPO / "config" / "config.yaml"), "--gpus", "1", "--bench"]) == 0
+    text = capsys.readouterr().out
+    assert "this config's model is width 64, depth 2, patch 16, 64 px" in text and "ignores launch time" in text
+
+
 def test_bad_profiles_are_refused(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"format": "something else"}))

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         discover_bench,
         estimate,
         gpu_model_dict,
+        model_geometry,
         plan_dict,
         pretrain_batch,
         pretraining_gpu_days,
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         scan_path,
         train_batch,
     )
+    from au_ttt.planning.rates import VIT_S16
 
     resources = Resources(cores=args.cores, gpus=_gpus_here() if args.gpus is None else args.gpus, nodes=args.nodes)
     config = _config(args.config)
@@ -98,14 +100,16 @@ def run(args: argparse.Namespace) -> int:
     model = cost_model()
     batches = {"train": train_batch(config, source), "infer": train_batch(config, source),
                "pretrain": pretrain_batch(config, source, gpus)}
-    print("\n" + render_gpu_model(model, args.gpu_type, path, batches, why))
+    geometry = model_geometry(config, source)
+    other = None if geometry == VIT_S16 else geometry.label
+    print("\n" + render_gpu_model(model, args.gpu_type, path, batches, why, other))
     others = {}
-    for other in (p for p in model.paths() if p != path):
-        alt = estimate(config, resources, book(other), source)
-        others[other] = {"gpu_h": sum(e.device_h for e in alt if e.device == "gpu"),
-                         "imagenet_pretraining_gpu_days": pretraining_gpu_days(config, book(other), source, gpus)}
-        print(f"With the {other} op profiles instead: {others[other]['gpu_h']:,.1f} GPU-hours in this plan, "
-              f"ImageNet-1K pretraining {others[other]['imagenet_pretraining_gpu_days']:,.1f} GPU-days.")
+    for alt_path in (p for p in model.paths() if p != path):
+        alt = estimate(config, resources, book(alt_path), source)
+        others[alt_path] = {"gpu_h": sum(e.device_h for e in alt if e.device == "gpu"),
+                            "imagenet_pretraining_gpu_days": pretraining_gpu_days(config, book(alt_path), source, gpus)}
+        print(f"With the {alt_path} op profiles instead: {others[alt_path]['gpu_h']:,.1f} GPU-hours in this plan, "
+              f"ImageNet-1K pretraining {others[alt_path]['imagenet_pretraining_gpu_days']:,.1f} GPU-days.")
     if not others:
         print("No other AU-TTT path is profiled; a fused-scan profile (`au-ttt bench --profile-ops au_ttt "
               "--ttt-impl fused`) is priced here beside this one once it exists.")

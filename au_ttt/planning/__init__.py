@@ -10,6 +10,7 @@ from au_ttt.planning.stages import (
     StageEstimate,
     data_sizes,
     estimate,
+    model_geometry,
     pretrain_batch,
     pretraining_gpu_days,
     scan_path,
@@ -17,5 +18,5 @@ from au_ttt.planning.stages import (
 )
 
 __all__ = ["CostModel", "RateBook", "Resources", "StageEstimate", "cost_model", "data_sizes", "discover_bench",
-           "estimate", "gpu_model_dict", "plan_dict", "pretrain_batch", "pretraining_gpu_days", "render_gpu_model",
-           "render_table", "scan_path", "train_batch"]
+           "estimate", "gpu_model_dict", "model_geometry", "plan_dict", "pretrain_batch", "pretraining_gpu_days",
+           "render_gpu_model", "render_table", "scan_path", "train_batch"]

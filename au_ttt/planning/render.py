@@ -96,9 +96,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:+.0f} %"
 
 
-def render_gpu_model(model: CostModel, gpu: str, path: str, batches: dict[str, int], config_path: str) -> str:
+def render_gpu_model(model: CostModel, gpu: str, path: str, batches: dict[str, int], config_path: str,
+                     other_geometry: str | None = None) -> str:
     """The cost model's calibration, its validation against published figures, and AU-TTT's steps on ``gpu``:
-    why the GPU rates above are what they are, and how far to trust them."""
+    why the GPU rates above are what they are, and how far to trust them. ``other_geometry``: the config's
+    model when it is not the profiled ViT-S/16 at 224 px."""
     cal = CALIBRATION
     lo, hi = LAUNCH_RANGE_S
     worst = max(model.checks, key=lambda c: abs(c.error))
@@ -121,7 +123,11 @@ def render_gpu_model(model: CostModel, gpu: str, path: str, batches: dict[str, i
         lines.append(f"Not modelled (outside the check): float16 convolutions in NCHW layout, which cuDNN runs "
                      f"with layout transforms the op list does not show ({gaps}); AU-TTT's only dense "
                      "convolution is its patch embedding.")
-    lines += ["", f"AU-TTT on one {GPUS[gpu].label}, {path} path ({config_path}):", "",
+    profiled = "AU-TTT ViT-S/16 at 224 px (the profiled model)"
+    if other_geometry:
+        profiled += (f"; this config's model is {other_geometry}: its GPU rates above are scaled from these by "
+                     "FLOPs, which ignores launch time (optimistic)")
+    lines += ["", f"{profiled}, on one {GPUS[gpu].label}, {path} path ({config_path}):", "",
               "| step | kernels (views) per step | device | host | bound | img/s per GPU | at "
               f"{lo * 1e6:.0f} / {hi * 1e6:.0f} µs per launch |", "|---|---:|---:|---:|---|---:|---:|"]
     for mode in ("train", "infer", "pretrain"):

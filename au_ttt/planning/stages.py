@@ -38,7 +38,7 @@ from au_ttt.errors import InputError
 from au_ttt.planning.rates import IMAGENET_TRAIN_IMAGES, IMAGENET_VAL_IMAGES, Geometry, RateBook
 
 __all__ = ["SHARD_SUBJECTS", "DatasetSize", "Resources", "StageEstimate", "data_sizes", "estimate",
-           "pretrain_batch", "pretraining_gpu_days", "scan_path", "train_batch"]
+           "model_geometry", "pretrain_batch", "pretraining_gpu_days", "scan_path", "train_batch"]
 
 # Subjects per preprocessing shard: the config key and its default (per subject, issue 10 item 1).
 SHARD_SUBJECTS = ("workflow.shard_subjects", 1)
@@ -167,7 +167,7 @@ def scan_path(cfg: Mapping, source: str = "<config>") -> tuple[str, str]:
     return "eager", "model.compile: false, the config's path"
 
 
-def _geometry(cfg: Mapping, source: str) -> Geometry:
+def model_geometry(cfg: Mapping, source: str = "<config>") -> Geometry:
     """The model's cost-relevant sizes (defaults: ViT-S/16 at 224 px, as ModelConfig's)."""
     return Geometry(*(_get(cfg, f"model.{k}", int, source, d, minimum=1) for k, d in
                       (("img_size", 224), ("patch_size", 16), ("embed_dim", 384), ("depth", 12))))
@@ -342,7 +342,7 @@ def estimate(config: Mapping, resources: Resources, rates: RateBook | None = Non
         raise InputError(f"resources must be a Resources(cores, gpus, nodes), got {resources!r}")
     rates = rates or RateBook()
     sizes = data_sizes(config, source)
-    geometry = _geometry(config, source)
+    geometry = model_geometry(config, source)
     out = _preprocessing(config, sizes, resources, rates, source)
     out.append(_pretrain(config, geometry, resources, rates, source))
     out += _training(config, sizes, geometry, resources, rates, source)
@@ -356,7 +356,7 @@ def pretraining_gpu_days(config: Mapping, rates: RateBook | None = None, source:
     """GPU-days of ImageNet-1K pretraining of the config's model (pretrain.epochs × 1.28 M images + validation),
     at the GPU rates of ``rates`` with the global batch split over ``gpus``, whatever the config's data."""
     rates = rates or RateBook()
-    geometry = _geometry(config, source)
+    geometry = model_geometry(config, source)
     epochs = _get(config, "pretrain.epochs", int, source, 300, minimum=1)
     per_gpu = pretrain_batch(config, source, gpus)
     train = rates.model(geometry, "gpu", "pretrain", per_gpu)[0]
