@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml",
                         help="project config (tracking section; variants for the Table III marks)")
     parser.add_argument("--resamples", type=_resamples, default=RESAMPLES,
-                        help=f"bootstrap resamples of the test subjects per interval (default {RESAMPLES:,})")
+                        help="bootstrap resamples of the test subjects per interval")
     parser.add_argument("--bootstrap-seed", type=int, default=SEED,
-                        help=f"seed of the subject resamples, recorded in every table note (default {SEED})")
+                        help="seed of the subject resamples, recorded in every table note")
 
 
 def _resamples(text: str) -> int:

@@ -282,7 +282,8 @@ def comparisons_table(unc: Uncertainty, data: DataKind) -> Table:
     frame = pd.DataFrame(rows, columns=columns)
     notes = ["Paired: both rows are scored on the same test frames and every resample draws the same subjects for "
              "both, so what the two rows share (which subjects were tested) cancels. \"Distinguishable from noise\" "
-             "= the 95 % interval of the difference excludes 0.", *unc.notes(),
+             "= the 95 % interval of the difference excludes 0; each comparison is judged on its own, without a "
+             "correction for multiple comparisons.", *unc.notes(),
              "Table III: each row against the row above it and against the baseline row; Table I: AU-TTT against "
              "every other method row tested on the same subjects."]
     title = _title(data, "Paired comparisons — difference in mean F1 (points) with its 95 % interval")

@@ -19,7 +19,7 @@ from au_ttt.tables.build import NAMES, SYNTHETIC, DataKind, Table
 from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup, Tracking
 from au_ttt.tables.intervals import Interval, summary
 from au_ttt.tables.render import fmt, to_markdown
-from au_ttt.tables.uncertainty import Comparison, Uncertainty, describe
+from au_ttt.tables.uncertainty import MIN_SUBJECTS, Comparison, Uncertainty, describe
 
 __all__ = ["MLFLOW_UI", "ReportInputs", "mlflow_url", "render_report", "run_link"]
 
@@ -121,7 +121,15 @@ def _findings(unc: Uncertainty) -> list[str]:
     unpaired = [c for c in unc.comparisons if c.diff is None]
     out = [f"Of {len(unc.comparisons)} paired comparisons the tables imply, **{len(real)} are distinguishable from "
            f"noise** (the 95 % interval of the difference excludes 0) and {len(noise)} are not"
-           + (f"; {len(unpaired)} could not be paired" if unpaired else "") + ".", ""]
+           + (f"; {len(unpaired)} could not be paired" if unpaired else "") + ". Each is judged at 95 % on its own "
+           "(no correction for making several): among rows that truly do not differ, about one comparison in "
+           "twenty still comes out distinguishable.", ""]
+    fewest = unc.fewest()
+    if fewest < MIN_SUBJECTS:
+        out += [f"**Caution:** only {fewest} test subjects in the smallest fold. With so few subjects the intervals "
+                "are too narrow (in the simulation of `tests/test_intervals.py`, 4 subjects per fold gave 74 % "
+                "coverage for a nominal 95 %), so \"distinguishable\" below is not evidence of a real difference.",
+                ""]
     if real:
         out += ["Distinguishable from noise:", ""]
         out += [f"- {_said(c)} — {c.a} is {'better' if c.diff.point > 0 else 'worse'} than {c.b} beyond "

@@ -175,10 +175,14 @@ class Uncertainty:
     def cross_cell(self, key: tuple[str, str], au: str | None = None) -> Interval:
         return cell(self.cross[key], au)
 
+    def fewest(self, groups: Iterable[FoldGroup] = (), cross: Iterable[tuple[str, str]] = ()) -> int:
+        """Test subjects in the smallest fold of these rows (default: of every row)."""
+        reps = [*(self.rows[row_key(g)] for g in groups), *(self.cross[k] for k in cross)]
+        return min(r.min_subjects for r in (reps or [*self.rows.values(), *self.cross.values()]))
+
     def notes(self, groups: Iterable[FoldGroup] = (), cross: Iterable[tuple[str, str]] = ()) -> list[str]:
         """What ``[lo, hi]`` means, and a warning when a fold of these rows (default: all) has few subjects."""
-        reps = [*(self.rows[row_key(g)] for g in groups), *(self.cross[k] for k in cross)]
-        fewest = min(r.min_subjects for r in (reps or [*self.rows.values(), *self.cross.values()]))
+        fewest = self.fewest(groups, cross)
         out = [describe(self.resampler)]
         if fewest < MIN_SUBJECTS:
             out.append(f"Only {fewest} test subjects in the smallest fold: with so few, a bootstrap interval is rough "
