@@ -55,6 +55,9 @@ def test_training_learns_and_writes_the_run_directory(tmp_path):
                  "curves.png", "run.json"):
         assert (tmp_path / "run" / name).is_file(), name
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 4
+    from au_ttt.tables.uncertainty import read_counts  # the tables read these predictions: subjects, same F1
+
+    assert read_counts(tmp_path / "run", metrics.aus, metrics.f1, "-").subjects == ("T0", "T1", "T2", "T3")
 
 
 @pytest.mark.slow
