@@ -18,7 +18,6 @@ built on the meta device, before the real model is allocated.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import shutil
 import tempfile
@@ -35,6 +34,7 @@ from au_ttt.data.heatmaps import HeatmapConfig
 from au_ttt.data.landmarks import LandmarkConfig
 from au_ttt.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from au_ttt.data.video import JPEG_QUALITY as VIDEO_FRAME_JPEG_QUALITY
+from au_ttt.digests import file_digest as sha256_file  # the weights checksum (name kept for callers)
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write_json, atomic_write_text, swap_in_dir
 from au_ttt.predict.mlflow_fetch import MLFLOW_SCHEMES, download_model
@@ -61,14 +61,6 @@ class LoadedModel:
     amp: str
     record: dict[str, Any]        # the bundle record (provenance, etc.)
     source: str                   # what was loaded, for the summary
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def record_from_run(run: TrainedRun) -> dict[str, Any]:
