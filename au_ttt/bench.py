@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from au_ttt.fileio import atomic_write, atomic_write_json
+from au_ttt.train.runtime import resolve_device
 
 __all__ = ["MODELS", "BenchResult", "default_batches", "plot_scaling", "ratio_table", "run_bench", "summarise",
            "write_report"]
@@ -240,8 +241,7 @@ def run_bench(sizes: tuple[int, ...] = (224, 448, 672, 896), batches: dict[int, 
               iters: int = 3, num_aus: int = 12, threads: int | None = None, memory: bool = True,
               progress: bool = True) -> dict:
     """Benchmark ``models`` at each size; returns a JSON-ready dict with environment, results and summary."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
     batches = {**default_batches(dev.type), **(batches or {})}

@@ -29,9 +29,9 @@ def train_check(config: str = "config/paper.yaml", *, device: str = "auto", step
     from au_ttt.losses import AULoss
     from au_ttt.model.au_ttt import AUTTT
     from au_ttt.settings import load_settings
+    from au_ttt.train.runtime import resolve_device
 
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
     batch = batch or (64 if dev.type == "cuda" else 4)
     settings = load_settings(config)

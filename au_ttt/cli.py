@@ -7,6 +7,7 @@ import errno
 import importlib
 import logging
 import sys
+from collections.abc import Collection, Sequence
 
 from au_ttt import __version__
 from au_ttt.errors import InputError
@@ -31,7 +32,13 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_options: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``with_options`` names the commands whose options are added (None: all).
+
+    Every command is listed with its one-line help either way. :func:`main` adds the options of the command it
+    runs only, because adding a command's options may import what it needs (``bench`` imports torch): a DAG job
+    that runs ``au-ttt heatmaps`` would otherwise pay for that import before its first frame.
+    """
     parser = argparse.ArgumentParser(
         prog="au-ttt",
         description="AU-TTT reproduction pipeline: data, landmarks, heatmaps, training, evaluation, tables. "
@@ -44,13 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"au_ttt.commands.{module_name}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.__doc__,
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        module.add_arguments(cmd)
+        if with_options is None or name in with_options:
+            module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
     return parser
 
 
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs: its first word that is not an option (the top level takes no values)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(with_options=[command_named(words) or ""]).parse_args(words)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:

@@ -220,11 +220,14 @@ def load_section(path: str | Path, section: str, cls: type[T], *, required: bool
 
 
 def to_dict(obj: Any) -> Any:
-    """Plain-Python (YAML/JSON-serialisable) view of a config dataclass, tuples as lists."""
-    if dataclasses.is_dataclass(obj):
+    """Plain-Python (YAML/JSON-serialisable) view of a config dataclass: the one walker for configs,
+    records, hashes and logged params. Tuples become lists, mappings dicts with string keys, paths strings."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple | list):
         return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
     return obj

@@ -9,6 +9,9 @@ the same target can tell a live writer's temporary from one a killed run left be
 - ``.NAME.tmp-<pid>-<random>``   a folder being built by :func:`building_dir` (or :func:`make_temp_dir`);
 - ``.NAME.old.<pid>``            the previous folder while :func:`swap_in_dir` replaces it.
 
+Every writer of a folder builds it with :func:`building_dir`, so these are all the temporaries a kill can
+leave (besides two pid-less names of older versions' hand-written builders, swept by the next writer).
+
 :func:`sweep_stale` removes those whose pid is no longer alive on this machine; every writer here calls
 it first, so a killed run's leftovers disappear on the next run of the same stage. A temporary whose pid
 is alive (a concurrent writer, or an unrelated process that reused the pid) is left alone: at worst a
@@ -55,13 +58,27 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+_RAND = r"[a-z0-9_]{8}"                                     # tempfile's random part: exactly 8 of these
+
+
 def _stale_patterns(name: str | None) -> list[re.Pattern[str]]:
     """Temporary-name patterns of target ``name`` (None: of any target); the writer's pid is group ``pid``."""
     n = re.escape(name) if name is not None else ".+"
-    rand = r"[a-z0-9_]{8}"                                   # tempfile's random part: exactly 8 of these
-    return [re.compile(rf"^\.{n}\.(?P<pid>\d+)\.{rand}\.tmp(\.[A-Za-z0-9]+)?$"),   # atomic_write, temp_file
-            re.compile(rf"^\.{n}\.tmp-(?P<pid>\d+)-{rand}$"),        # building_dir / make_temp_dir
-            re.compile(rf"^\.{n}\.old\.(?P<pid>\d+)$")]              # swap_in_dir
+    patterns = [re.compile(rf"^\.{n}\.(?P<pid>\d+)\.{_RAND}\.tmp(\.[A-Za-z0-9]+)?$"),  # atomic_write, temp_file
+                re.compile(rf"^\.{n}\.tmp-(?P<pid>\d+)-{_RAND}$"),       # building_dir / make_temp_dir
+                re.compile(rf"^\.{n}\.old\.(?P<pid>\d+)$")]             # swap_in_dir
+    return patterns if name is None else patterns + _legacy_patterns(name)
+
+
+def _legacy_patterns(name: str) -> list[re.Pattern[str]]:
+    """Folders that writers built by hand before they used :func:`building_dir` (``au-ttt export``'s
+    ``.NAME.tmp.<random>``, the DISFA landmark writer's ``.tmp_frame_lm.<random>``). They carry no pid, and
+    no writer makes them any more, so a killed old run's leftover is swept by the next writer of its target."""
+    n = re.escape(name)
+    legacy = [rf"^\.{n}\.tmp\.{_RAND}$"]
+    if name == "tmp_frame_lm":
+        legacy.append(rf"^\.tmp_frame_lm\.{_RAND}$")
+    return [re.compile(p) for p in legacy]
 
 
 def _sweep(folder: Path, patterns: list[re.Pattern[str]]) -> list[Path]:
@@ -75,7 +92,8 @@ def _sweep(folder: Path, patterns: list[re.Pattern[str]]) -> list[Path]:
             match = pattern.match(name)
             if match is None:
                 continue
-            if not pid_alive(int(match.group("pid"))):
+            pid = match.groupdict().get("pid")
+            if pid is None or not pid_alive(int(pid)):
                 path = folder / name
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)

@@ -1,8 +1,8 @@
 """The whole project configuration file (``config/config.yaml``, ``config/paper.yaml``) as typed sections.
 
-One YAML file drives every step; each top-level section maps to a frozen dataclass owned by the module
-that uses it. Unknown sections or keys are errors naming the file and the allowed names. Loading settings
-imports no torch: the Snakemake DAG loads them at parse time (tested in tests/test_imports.py).
+One YAML file drives every step; each top-level section maps to a frozen dataclass (:data:`au_ttt.sections.SECTIONS`).
+Unknown sections or keys are errors naming the file and the allowed names. Loading settings imports no numpy,
+pandas or torch: the Snakemake DAG loads them at parse time, every job at start-up (tests/test_imports_config.py).
 """
 
 from __future__ import annotations
@@ -12,13 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from au_ttt.config import ConfigError, from_dict, load_yaml, to_dict
-from au_ttt.data.align import AlignConfig
-from au_ttt.data.heatmaps import HeatmapConfig
-from au_ttt.data.landmarks import LandmarkConfig
 from au_ttt.loss_config import LossConfig
 from au_ttt.model.config import ModelConfig
+from au_ttt.sections import SECTIONS, AlignConfig, HeatmapConfig, LandmarkConfig, TrackingConfig
 from au_ttt.train.config import PretrainConfig, TrainConfig
-from au_ttt.train.mlflow_store import TrackingConfig
 
 __all__ = ["Settings", "load_settings"]
 
@@ -57,22 +54,17 @@ def _apply_overrides(base: ModelConfig, overrides: dict[str, Any], prefix: str, 
     return from_dict(ModelConfig, {**to_dict(base), **overrides}, source=source, prefix=prefix)
 
 
-_SECTIONS: dict[str, type] = {"model": ModelConfig, "loss": LossConfig, "train": TrainConfig,
-                             "landmarks": LandmarkConfig, "crops": AlignConfig, "heatmaps": HeatmapConfig,
-                             "pretrain": PretrainConfig, "tracking": TrackingConfig}
-
-
 def load_settings(path: str | Path) -> Settings:
     """Load and validate a project config file; every variant is checked eagerly."""
     data = load_yaml(path)
     source = str(path)
-    allowed = [*_SECTIONS, "variants", "workflow"]  # `workflow` is the DAG's own (workflow/schemas/)
+    allowed = [*SECTIONS, "variants", "workflow"]  # `workflow` is the DAG's own (workflow/schemas/)
     unknown = [k for k in data if k not in allowed]
     if unknown:
         raise ConfigError(f"{source}: unknown section '{unknown[0]}'; allowed sections: {', '.join(allowed)}")
     kwargs: dict[str, Any] = {
         name: from_dict(cls, data[name] or {}, source=source, prefix=f"{name}.")
-        for name, cls in _SECTIONS.items() if name in data
+        for name, cls in SECTIONS.items() if name in data
     }
     variants = data.get("variants") or {}
     if not isinstance(variants, dict) or not all(isinstance(v, dict | None) for v in variants.values()):

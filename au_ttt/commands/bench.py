@@ -60,17 +60,15 @@ def run(args: argparse.Namespace) -> int:
         for path in write_profiles(args.profile_ops or None, out, args.config, args.ttt_impl):
             print(f"written {path}")
         return 0
-    import torch
-
     from au_ttt.errors import InputError
+    from au_ttt.train.runtime import resolve_device
 
     if args.batch and len(args.batch) != len(args.sizes):
         raise InputError(f"--batch needs one value per size ({len(args.sizes)}), got {len(args.batch)}")
     if any(s % 16 or s < 16 for s in args.sizes):
         raise InputError(f"--sizes must be positive multiples of the patch size 16, got {args.sizes}")
-    cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {args.device}: no CUDA device is visible to torch")
+    args.device = str(resolve_device(args.device))        # the one device policy (au_ttt.train.runtime)
+    cuda = args.device.startswith("cuda")
     amp = args.amp or ("bf16" if cuda else "none")
     batches = dict(zip(args.sizes, args.batch, strict=True)) if args.batch else None
     if not args.no_bench:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from au_ttt.tables.intervals import RESAMPLES, SEED
-
 HELP = "write Tables I-III, Figure 1 and REPORT.md (with MLflow links) from run directories"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from au_ttt.tables.intervals import RESAMPLES, SEED  # (au_ttt.tables imports pandas)
+
     parser.add_argument("--data", required=True, choices=["synthau", "real"],
                         help="synthau: titles say synthetic, no published rows; real: paper rows + differences")
     parser.add_argument("--table1", required=True, nargs="+", type=Path, metavar="RUN_DIR",

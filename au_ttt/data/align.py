@@ -31,6 +31,7 @@ from au_ttt.data.rowfiles import (
 )
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write_json, building_dir
+from au_ttt.sections import AlignConfig  # the section: torch/numpy-free, with the others
 
 __all__ = [
     "ALIGNED_FILE", "ALIGN_POINTS", "CROP_STATUS", "REPORT_FILE", "TEMPLATE_68", "AlignConfig", "AlignedSet",
@@ -59,17 +60,6 @@ TEMPLATE_68 = np.array([
 ], dtype=np.float64)
 ALIGN_POINTS = np.arange(17, 68)  # brows, nose, eyes, mouth: the jaw is often missing or unreliable
 _MIN_POINTS = 8
-
-
-@dataclass(frozen=True)
-class AlignConfig:
-    """Section ``crops`` of config.yaml."""
-
-    size: int = 256             # FG-Net and ME-GraphAU crop 256×256 (FG-Net README; ME-GraphAU issue #2)
-    eye_to_eye: float = 2.0     # FFHQ image_align: side = 2·max(2.0·|e2e|, 1.8·|e2m|)
-    eye_to_mouth: float = 1.8
-    em_shift: float = 0.1       # FG-Net's em_scale=0.1: centre moved 0.1·e2m from the eyes to the mouth
-    jpeg_quality: int = 95
 
 
 def template_points(cfg: AlignConfig = AlignConfig()) -> np.ndarray:

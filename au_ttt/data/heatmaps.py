@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from au_ttt.data.au_regions import AU_CENTRE_RULES, au_centres
 from au_ttt.data.rowfiles import atomic_save_npz
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write_json, building_dir
+from au_ttt.sections import HeatmapConfig  # the section: torch/numpy-free, with the others
 
 __all__ = [
     "CACHE_AUS", "CACHE_FILE", "MANIFEST_FILE", "HeatmapConfig", "build_centre_cache", "cache_key",
@@ -44,34 +45,6 @@ CACHE_AUS: tuple[int, ...] = tuple(sorted(AU_CENTRE_RULES))   # every AU with a 
 CACHE_FILE = "au_centres.npz"
 MANIFEST_FILE = "manifest.json"
 _FORMAT = 1
-
-
-@dataclass(frozen=True)
-class HeatmapConfig:
-    """Section ``heatmaps`` of config.yaml."""
-
-    crop_size: int = 256           # aligned crop side (FG-Net README; ME-GraphAU issue #2)
-    input_size: int = 224          # random/centre crop given to the model (ME-GraphAU image_train/test)
-    patch_size: int = 16           # ViT patch: the RoI mask grid is input_size / patch_size = 14
-    sigma_frac: float = 20 / 128   # FG-Net sigma 20 px on its 128 px heatmap of a 256 crop (sigma: 20.0)
-    cutoff: float = 0.01           # FG-Net add_noise threshold: values below are set to 0
-    target_size: int = 14          # supervision resolution of the signed targets (default: token grid)
-
-    def __post_init__(self) -> None:
-        if self.input_size > self.crop_size:
-            raise ValueError(f"input_size {self.input_size} exceeds crop_size {self.crop_size}")
-        if self.input_size % self.patch_size:
-            raise ValueError(f"input_size {self.input_size} is not a multiple of patch {self.patch_size}")
-        if not 0 < self.sigma_frac < 1 or self.target_size < 1:
-            raise ValueError("sigma_frac must be in (0, 1) and target_size ≥ 1")
-
-    @property
-    def grid(self) -> int:
-        return self.input_size // self.patch_size
-
-    @property
-    def sigma_px(self) -> float:
-        return self.sigma_frac * self.crop_size
 
 
 def location_maps(centres: np.ndarray, size: int, extent: int, sigma_px: float, cutoff: float = 0.01

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,7 +36,7 @@ import numpy as np
 import scipy.io
 
 from au_ttt.errors import InputError
-from au_ttt.fileio import atomic_write, swap_in_dir
+from au_ttt.fileio import atomic_write, building_dir
 
 __all__ = [
     "BP4D_ORIGIN", "DISFA_ORIGIN", "IDX49_IN_68", "IDX66_IN_68", "bp4d_landmark_path", "disfa_landmark_dir",
@@ -174,18 +172,12 @@ def write_disfa_landmarks(root: str | os.PathLike, subject: str, frames: Sequenc
     """
     points68 = _check_points(frames, points68)
     target = disfa_landmark_dir(root, subject)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp_frame_lm."))
-    try:
+    with building_dir(target) as tmp:
         for frame, pts in zip(frames, points68, strict=True):
             p66 = select66_from_68(pts)
             if not np.isfinite(p66).all():
                 raise ValueError(f"frame {frame}: the 66 DISFA points must all be finite")
             scipy.io.savemat(tmp / f"{subject}_{int(frame):04d}_lm.mat", {"pts": p66 + DISFA_ORIGIN})
-        swap_in_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

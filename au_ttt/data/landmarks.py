@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ from au_ttt.data.rowfiles import (
     subjects_array,
 )
 from au_ttt.errors import InputError
+from au_ttt.sections import LandmarkConfig  # the section: torch/numpy-free, with the others
 
 __all__ = [
     "FAN_WEIGHTS", "S3FD_WEIGHTS", "DlibBackend", "FaceAlignmentBackend", "FrameLandmarks", "LandmarkConfig",
@@ -55,24 +56,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["dlib", "face_alignment", "provided"]
 # File names face_alignment 1.5.0 looks up in torch.hub.get_dir()/checkpoints (1adrianb/face-alignment model URLs).
 FAN_WEIGHTS = "2DFAN4-11f355bf06.pth.tar"
 S3FD_WEIGHTS = "s3fd-619a316812.pth"
 # Points that must be present for a usable face: both eyes (alignment and AU centres need them).
 _EYES = np.arange(36, 48)
-
-
-@dataclass(frozen=True)
-class LandmarkConfig:
-    """Section ``landmarks`` of config.yaml."""
-
-    backend: Backend = "dlib"              # dlib: offline weights; face_alignment needs FAN weights placed
-    dlib_upsample: int = 1                 # HOG window is 80×80 px; each upsampling halves the smallest face found
-    fa_detector: Literal["sfd", "dlib"] = "sfd"  # face_alignment's default detector is S3FD
-    fa_flip_input: bool = True             # face_alignment 1.5.0 default (averages a mirrored pass)
-    fa_compile: bool = False               # torch.compile costs 55 s on CPU for 8% speed (measured)
-    device: str = "cpu"
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,8 @@ built on the meta device, before the real model is allocated.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,9 @@ from au_ttt.data.heatmaps import HeatmapConfig
 from au_ttt.data.landmarks import LandmarkConfig
 from au_ttt.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from au_ttt.data.video import JPEG_QUALITY as VIDEO_FRAME_JPEG_QUALITY
+from au_ttt.digests import file_digest as sha256_file  # the weights checksum (name kept for callers)
 from au_ttt.errors import InputError
-from au_ttt.fileio import atomic_write_json, atomic_write_text, swap_in_dir
+from au_ttt.fileio import atomic_write_json, atomic_write_text, building_dir
 from au_ttt.predict.mlflow_fetch import MLFLOW_SCHEMES, download_model
 from au_ttt.predict.prepare import PreprocessSpec
 from au_ttt.predict.runs import DECISION_THRESHOLD, TrainedRun, read_run
@@ -61,14 +60,6 @@ class LoadedModel:
     amp: str
     record: dict[str, Any]        # the bundle record (provenance, etc.)
     source: str                   # what was loaded, for the summary
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def record_from_run(run: TrainedRun) -> dict[str, Any]:
@@ -148,18 +139,12 @@ def export_bundle(run_dir: str | Path, out: str | Path, config: str | Path | Non
         raise InputError(f"{out}: exists; choose another --out or pass --overwrite")
     run = read_run(run_dir, config)
     rec = record_from_run(run)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp."))
-    try:
+    with building_dir(out) as tmp:
         shutil.copyfile(run.weights, tmp / WEIGHTS_FILE)
         if sha256_file(tmp / WEIGHTS_FILE) != rec["weights"]["sha256"]:
             raise InputError(f"{run.weights}: changed while it was copied; export again")
         atomic_write_json(tmp / BUNDLE_FILE, rec)
         atomic_write_text(tmp / CARD_FILE, _model_card(rec))
-        swap_in_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

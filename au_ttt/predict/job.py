@@ -38,7 +38,8 @@ from au_ttt.predict.inputs import (
 )
 from au_ttt.predict.outdir import COMBINED_CSV, OVERLAY_DIR, SUMMARY_FILE, prepare_out
 from au_ttt.predict.output import AtomicCsv, columns, format_row
-from au_ttt.predict.pipeline import Predictor, SourceStats, resolve_device
+from au_ttt.predict.pipeline import Predictor, SourceStats
+from au_ttt.train.runtime import resolve_device
 
 __all__ = ["COMBINED_CSV", "SUMMARY_FILE", "PredictOptions", "csv_names", "make_predictor", "run_predict",
            "score_paths"]

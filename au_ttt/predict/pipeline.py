@@ -28,19 +28,9 @@ from au_ttt.predict.overlay import OverlayVideo, draw_frame, write_png
 from au_ttt.predict.prepare import PreparedFace, jpeg_roundtrip, prepare_face
 from au_ttt.predict.tracking import IoUTracker, left_to_right_ids
 
-__all__ = ["STAGES", "Predictor", "SourceStats", "resolve_device"]
+__all__ = ["STAGES", "Predictor", "SourceStats"]
 
 STAGES = ("decode", "detection", "landmarks", "preprocess", "model", "output")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA device is visible; use --device cpu or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise InputError(f"--device {device!r}: use auto, cpu or cuda[:N]")
-    return torch.device(device)
 
 
 @dataclass

@@ -17,11 +17,11 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from au_ttt.errors import InputError
+from au_ttt.sections import TrackingConfig  # the section: torch/numpy-free, with the others
 from au_ttt.train.provenance import run_tags
 
 __all__ = ["PARENT_TAG", "TrackingConfig", "check_name", "chunks", "ensure_experiment", "get_or_create_parent",
@@ -30,20 +30,6 @@ __all__ = ["PARENT_TAG", "TrackingConfig", "check_name", "chunks", "ensure_exper
 PARENT_TAG = "au_ttt.parent"  # name tag that makes get_or_create_parent idempotent
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:/ +=-]{1,200}$")
 _LOCK_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """The ``tracking`` section of the project config."""
-
-    # store directory, relative to the project root (cwd of Snakemake jobs); results/ per the Snakemake
-    # layout (snakemake-workflows' template); holds mlflow.db and artifacts/
-    uri_dir: str = "results/mlflow"
-    experiment: str = "au-ttt"  # one experiment for the whole reproduction
-    enabled: bool = True  # False: only tracking.json is written (e.g. quick CPU checks)
-    # every finished training run also logs its exported bundle as an MLflow pyfunc model ("runs:/<id>/model",
-    # servable with `mlflow models serve`); about 7 s per run on a CPU
-    log_model: bool = True
 
 
 def store_paths(cfg: TrackingConfig) -> tuple[Path, Path, Path]:

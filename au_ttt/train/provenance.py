@@ -7,17 +7,16 @@ read (hash of a manifest file or directory) and where it ran. Nothing here impor
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from au_ttt.config import to_dict
+from au_ttt.digests import json_digest
 from au_ttt.errors import InputError
 from au_ttt.train.runkey import tree_digest
 
@@ -27,26 +26,13 @@ __all__ = ["config_hash", "device_description", "flatten", "git_state", "manifes
 _CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _plain(obj: Any) -> Any:
-    """JSON-able view of a config: dataclasses → dicts, tuples → lists, paths → strings."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     """Flatten a nested config (mapping or dataclass) to dotted keys: ``{"model.depth": 12, ...}``.
 
     Lists stay values (MLflow params are strings anyway); an empty mapping becomes ``{}`` under its key
     so that it is still visible.
     """
-    plain = _plain(config)
+    plain = to_dict(config)
     if not isinstance(plain, dict):
         raise TypeError(f"flatten() needs a mapping or dataclass, got {type(config).__name__}")
     out: dict[str, Any] = {}
@@ -61,8 +47,7 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_hash(config: Any) -> str:
     """SHA-256 of the canonical JSON of a resolved config (key order and tuple/list do not matter)."""
-    text = json.dumps(_plain(config), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return json_digest(to_dict(config))
 
 
 def manifest_hash(path: str | Path) -> str:

@@ -18,13 +18,13 @@ bits, as any CPU/GPU pair does), progress bars, worker and thread counts.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from au_ttt.digests import file_digest, json_digest
 from au_ttt.errors import InputError
 
 __all__ = ["PACKAGE_ROOT", "RunKey", "file_digest", "run_key", "source_digest", "tree_digest"]
@@ -32,15 +32,6 @@ __all__ = ["PACKAGE_ROOT", "RunKey", "file_digest", "run_key", "source_digest", 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the au_ttt package that is running
 _CHUNK = 1 << 20
 _NOT_IN_KEY = {"train": ("num_workers", "threads", "pretrained")}
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _walk(root: Path, suffix: str | None) -> Iterator[tuple[str, str]]:
@@ -86,10 +77,6 @@ def source_digest(root: str | Path | None = None) -> str:
     return tree_digest(PACKAGE_ROOT if root is None else root, suffix=".py")
 
 
-def _hash_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class RunKey:
     """Named component digests and their combined digest (:attr:`digest`)."""
@@ -98,7 +85,7 @@ class RunKey:
 
     @property
     def digest(self) -> str:
-        return _hash_json(self.components)
+        return json_digest(self.components)
 
     def changes(self, other: Mapping[str, str] | None) -> list[str]:
         """Components that differ from ``other`` (a stored ``components`` dict), readable."""
@@ -126,8 +113,8 @@ def run_key(resolved: Mapping[str, Any], spec: Mapping[str, Any], inputs: Mappin
     components: dict[str, str] = {}
     for section in ("model", "loss", "train", "heatmaps"):
         values = {k: v for k, v in dict(resolved[section]).items() if k not in _NOT_IN_KEY.get(section, ())}
-        components[f"config.{section}"] = _hash_json(values)
-    components["spec"] = _hash_json(dict(spec))
+        components[f"config.{section}"] = json_digest(values)
+    components["spec"] = json_digest(dict(spec))
     for name, path in sorted(inputs.items()):
         components[name] = "none" if path is None else tree_digest(path)
     components["code"] = source_digest(code_root)

@@ -1,6 +1,7 @@
 """Where and how a training job runs: the one device policy, autocast, seeding, DDP, worker lifetime.
 
-Device policy (:func:`job_device`, used by ``au-ttt train``, ``pretrain`` and ``evaluate``):
+Device policy (:func:`job_device`, used by ``au-ttt train``, ``pretrain`` and ``evaluate``; ``predict`` and
+``bench`` take no GPU slot and call :func:`resolve_device` directly — no other module decides a device):
 
 * ``auto`` in a single process takes a GPU slot first (:mod:`au_ttt.train.gpu_slots`: lock files and
   ``CUDA_VISIBLE_DEVICES``, before anything initialises CUDA), then uses CUDA if torch can reach it and the

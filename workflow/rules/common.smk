@@ -1,5 +1,4 @@
 # Configuration validation, the resolved config the `au-ttt` commands read, and the input/param helpers.
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import au_ttt  # (the package must be installed: `make setup`)
 from au_ttt.config import ConfigError
 from au_ttt.data.protocol import PARTS as PUBLISHED_PARTS
 from au_ttt.data.protocol import first_subjects, shard_subjects
+from au_ttt.digests import json_digest
 from au_ttt.fileio import atomic_write_text
 from au_ttt.resources import resolve_resources
 from au_ttt.settings import load_settings
@@ -123,8 +123,7 @@ def section_params(*sections) -> str:
             node = node.get(part, {}) if isinstance(node, dict) else {}
         return node
 
-    blob = json.dumps({s: pick(s) for s in sections}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json_digest({s: pick(s) for s in sections}, compact=False)[:16]
 
 
 def run_subjects(dataset: str) -> list[str]:

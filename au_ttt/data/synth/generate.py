@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import zlib
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from au_ttt.data.synth.writers import (
 )
 from au_ttt.data.synth_limits import synthau_size_problem
 from au_ttt.errors import InputError
-from au_ttt.fileio import make_temp_dir, swap_in_dir
+from au_ttt.fileio import building_dir
 
 __all__ = ["BP4D_COLUMNS", "generate_synthau"]
 
@@ -164,8 +163,7 @@ def generate_synthau(out_dir: str | os.PathLike, seed: int = 0, subjects_per_par
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists: choose a new --out or pass --overwrite")
     bp4d_subjects, disfa_subjects = (first_subjects(d, subjects_per_part) for d in ("bp4d", "disfa"))
-    tmp = make_temp_dir(out)                             # also sweeps temporaries of killed runs
-    try:
+    with building_dir(out) as tmp:                       # also sweeps temporaries of killed runs
         tasks = [f"T{k}" for k in range(1, bp4d_tasks + 1)]
         bar = tqdm(total=len(bp4d_subjects) + len(disfa_subjects), desc="SynthAU", unit="subject",
                    disable=not progress)
@@ -198,10 +196,6 @@ def generate_synthau(out_dir: str | os.PathLike, seed: int = 0, subjects_per_par
         }
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _fix_mat_headers(tmp)
-        swap_in_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     manifest["out_dir"] = str(out)
     manifest["bp4d"]["root"], manifest["disfa"]["root"] = str(out / "BP4D"), str(out / "DISFA")
     return manifest
