@@ -326,6 +326,9 @@ def estimate(config: Mapping, resources: Resources, rates: RateBook | None = Non
     out = _preprocessing(config, sizes, resources, rates, source)
     out.append(_pretrain(config, geometry, resources, rates, source))
     out += _training(config, sizes, geometry, resources, rates, source)
+    from au_ttt.planning.loading import data_loading  # (imports this module)
+
+    out.append(data_loading(out, config, resources, rates))
     per, src = rates.stage("tables")
     out.append(_stage("tables", [per], 1, "cpu", "Tables I-III, Figure 1, REPORT.md", 1, "jobs", per, src))
     return out
