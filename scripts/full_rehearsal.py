@@ -126,7 +126,7 @@ def main() -> None:
         # mtime triggers only: a run continued with --reuse after a fix to the code makes what is missing
         # instead of redoing every job (each rule's params carry the package's digest)
         meta["steps"]["dag"] = run_logged([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "all", "--cores",
-                                           str(args.cores), "--rerun-triggers", "mtime"], work,
+                                           str(args.cores), "--rerun-triggers", "mtime", "--rerun-incomplete"], work,
                                           work / "logs/snakemake.log")
         meta["load_at_end"] = os.getloadavg()
         save()

@@ -142,16 +142,46 @@ def markdown(reports: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def timings(full: dict, compare: dict | None) -> dict:
+    """``au-ttt plan --timings`` entries this rehearsal measures well: job start-up, frame index, provided
+    landmarks and heatmaps per frame (their cost does not depend on the frame size) and the loader.
+
+    Image stages (data check, DISFA decoding, dlib, crops) keep the plan's rates measured at the real frame
+    sizes: at SynthAU's 240×320 frames their per-frame cost is mostly fixed overhead (docs/scaling.md).
+    """
+    st = full["stages"]
+    src = (f"full-count rehearsal (scripts/full_rehearsal.py, {sum(full['frames'].values()):,} frames, "
+           f"{full['started']})")
+    out = {"job_startup": {"seconds": full["job_startup_cpu_s"], "source": f"{src}: median CPU of a heatmaps job"},
+           "index": {"seconds": st["frame index"]["cpu_ms_per_frame_net"] / 1000, "source": f"{src}, per frame"},
+           "landmarks.provided": {"seconds": st["landmarks"]["cpu_ms_per_frame_net"] / 1000,
+                                  "source": f"{src}: shipped MAT files (one per DISFA frame), per frame"},
+           "heatmaps": {"seconds": st["heatmaps"]["cpu_ms_per_frame_net"] / 1000, "source": f"{src}, per frame"}}
+    rows = [r for r in (compare or {}).get("rows", []) if "CUDA" in r["variant"] and r["images_per_core_s"]]
+    if rows:
+        best = max(rows, key=lambda r: r["images_per_core_s"])
+        out["loader"] = {"seconds": round(best["cpu_ms_per_image"] / 1000, 6),
+                         "source": f"{src}: au-ttt loader-bench --device-photometric, batch "
+                                   f"{compare['batch_size']}, {best['workers']} workers, CPU-seconds per image "
+                                   "(scripts/loader_compare.py)"}
+    return {"source": src, "stages": out}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--timings", type=Path, default=None, help="write `au-ttt plan --timings` JSON here")
     args = parser.parse_args()
     report = measure(args.work.resolve())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"rehearsal-{report['scale']}.json").write_text(json.dumps(report, indent=2) + "\n")
     reports = {p.stem: json.loads(p.read_text()) for p in sorted(args.out.glob("rehearsal-*.json"))}
     (args.out / "stages.md").write_text(markdown(reports))
+    compare = args.work / "loader-compare.json"
+    if report["scale"] == "full" and args.timings is not None:
+        data = timings(report, json.loads(compare.read_text()) if compare.is_file() else None)
+        args.timings.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {args.out / ('rehearsal-' + report['scale'] + '.json')} and {args.out / 'stages.md'}")
 
 

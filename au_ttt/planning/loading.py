@@ -16,10 +16,10 @@ counted here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
 
 from au_ttt.planning.rates import VIT_S16, RateBook
-from au_ttt.planning.stages import Resources, StageEstimate
 
 __all__ = ["data_loading", "feeding_cores"]
 
@@ -37,26 +37,25 @@ def feeding_cores(loader_img_per_core_s: float, gpus: tuple[int, ...] = (1, 4),
             **{f"cores_for_{g}_gpu_evaluation": round(g * evaluate / loader_img_per_core_s, 2) for g in gpus}}
 
 
-def data_loading(stages: list[StageEstimate], config: Mapping, resources: Resources, rates: RateBook
-                 ) -> StageEstimate:
-    """The row for ``stages`` (the plan so far, with its training and cross-domain rows) on ``resources``."""
+def data_loading(stages: Sequence[Any], resources: Any, rates: RateBook) -> dict[str, Any]:
+    """The row's fields (a ``StageEstimate``'s, which :func:`au_ttt.planning.stages.estimate` builds) for the plan
+    so far — ``stages`` with its training and cross-domain rows — on ``resources`` (cores, gpus, nodes)."""
     per_image, source = rates.stage("loader")
     training = next(e for e in stages if e.stage == "training")
     evaluation = next((e for e in stages if e.stage == "cross-domain evaluation"), None)
     images = training.items + (evaluation.items if evaluation else 0.0)
-    work = f"{images:,.0f} images decoded and augmented by loader workers"
+    row = {"stage": "data loading", "jobs": training.jobs, "items": images, "unit": "images", "device": "cpu",
+           "per_item_s": per_image, "source": source, "slots": resources.cores * resources.nodes,
+           "work": f"{images:,.0f} images decoded and augmented by loader workers",
+           "device_h": images * per_image / 3600}
     if training.device != "gpu" or not resources.gpus:
-        return StageEstimate("data loading", training.jobs, work, images, "images", "cpu", per_image, source,
-                             resources.cores * resources.nodes, 0.0, images * per_image / 3600,
-                             "no GPU: loading shares the training jobs' cores")
+        return {**row, "wall_h": 0.0, "note": "no GPU: loading shares the training jobs' cores"}
     train_rate = 1 / training.per_item_s
     need = resources.gpus * train_rate * per_image
     need_eval = resources.gpus * (1 / evaluation.per_item_s if evaluation else 0.0) * per_image
     short = need > resources.cores
-    extra_h = training.wall_h * (need / resources.cores - 1) if short else 0.0
     verdict = (f"short: training is loader-bound, {need / resources.cores:.2f}x its GPU wall time" if short
                else f"suffice ({resources.cores - need:.1f} cores to spare)")
     note = (f"{need:.1f} cores per node feed {resources.gpus} GPUs training at {train_rate:,.0f} img/s each "
             f"({need_eval:.1f} for evaluation passes); {resources.cores} configured: {verdict}")
-    return StageEstimate("data loading", training.jobs, work, images, "images", "cpu", per_image, source,
-                         resources.cores * resources.nodes, extra_h, images * per_image / 3600, note)
+    return {**row, "wall_h": training.wall_h * (need / resources.cores - 1) if short else 0.0, "note": note}
