@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-# All AUs in BP4D's AU_OCC CSVs (27 columns): more than the 12 evaluated, to check column selection.
-BP4D_CSV_AUS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 27, 28)
+# more AUs than the 12 evaluated, to check column selection (re-exported: tests import it from here)
+from au_ttt.data.protocol import BP4D_CSV_AUS as BP4D_CSV_AUS
 
 
 def write_bp4d_csv(root: Path, subject: str, task: str, frames: Sequence[int],

@@ -252,7 +252,7 @@ def test_paper_config_prints_every_stage(tmp_path, capsys):
     stage_table = text[:text.index("Total if the stages")]
     rows = [ln.split("|")[1].strip() for ln in stage_table.splitlines() if ln.startswith("| ") and "---" not in ln]
     assert rows[1:] == ["data check", "DISFA frames", "frame index", "landmarks", "crops", "heatmaps", "pretraining",
-                        "training", "cross-domain evaluation", "tables"]
+                        "training", "cross-domain evaluation", "data loading", "tables"]
     plan = json.loads(out.read_text())
     pre = next(s for s in plan["stages"] if s["stage"] == "pretraining")
     assert pre["items"] == 300 * IMAGENET_TRAIN_IMAGES + IMAGENET_VAL_IMAGES and pre["slots"] == 4
@@ -364,3 +364,32 @@ def test_planning_imports_no_torch():
             "print(render_table(estimate(cfg, Resources(8, 4)), Resources(8, 4))[:10]);"
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
+
+
+# ------------------------------------------------------------------------------------------ data loading
+@pytest.mark.parametrize("cores, short", [(8, False), (3, True)])
+def test_data_loading_row_says_whether_the_cores_feed_the_gpus(cores, short):
+    """4 GPUs at 1,000 train img/s each need 4,000 img/s: 4.0 cores at 1 ms per image per core."""
+    rates = _rates()
+    rates.stages["loader"] = Rate(0.001, "loader test rate")
+    plan = {e.stage: e for e in estimate(_config(), Resources(cores=cores, gpus=4), rates)}
+    row, training = plan["data loading"], plan["training"]
+    assert row.per_item_s == 0.001 and row.source == "loader test rate"
+    assert row.items == training.items + plan["cross-domain evaluation"].items
+    assert "4.0 cores per node feed 4 GPUs training at 1,000 img/s each (8.0 for evaluation passes)" in row.note
+    assert ("short: training is loader-bound, 1.33x" in row.note) == short
+    assert row.wall_h == pytest.approx(training.wall_h * (4 / cores - 1) if short else 0.0)
+    assert row.device_h == pytest.approx(row.items * 0.001 / 3600)
+
+
+def test_data_loading_without_gpus_shares_the_training_cores():
+    plan = {e.stage: e for e in estimate(_config(), Resources(cores=2), _rates())}
+    assert plan["data loading"].wall_h == 0 and "no GPU" in plan["data loading"].note
+
+
+def test_loader_rate_comes_from_a_timings_file(tmp_path):
+    timings = tmp_path / "t.json"
+    timings.write_text(json.dumps({"source": "rehearsal", "stages": {"loader": {"seconds": 0.0005}}}))
+    rates = _rates().with_timings(timings)
+    row = next(e for e in estimate(_config(), Resources(cores=8, gpus=4), rates) if e.stage == "data loading")
+    assert row.per_item_s == 0.0005 and row.source.startswith("rehearsal")

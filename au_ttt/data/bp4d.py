@@ -2,10 +2,11 @@
 
 Format (CVI-SZU/ME-GraphAU tool/BP4D_image_label_process.py): one CSV per subject and task with
 a header row; the first column is the frame number, the others are named by AU number ('1', '2', …, more
-AUs than the 12 used). Values are 0, 1 or 9 (unknown → -1). Frame images are not zero-padded
-(``F001/T1/2440.jpg``) and live under the image root (``--frames``, default the BP4D root). What happens
-to missing images, missing AU columns, unknown subjects and bad files is set out in
-:mod:`au_ttt.data.frame_index`.
+AUs than the 12 used). Values are 0, 1 or 9 (unknown → -1). Frame images are named by frame number
+(``F001/T1/2440.jpg``, as in ME-GraphAU's lists); a zero-padded copy (``02440.jpg``) is read too, and the
+index's ``image`` column names the file found (:func:`frame_image_names`). They live under the image root
+(``--frames``, default the BP4D root). What happens to missing images, missing AU columns, unknown subjects
+and bad files is set out in :mod:`au_ttt.data.frame_index`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from au_ttt.data.frame_index import IndexReport, finalize_index, scan_images, subject_part
+from au_ttt.data.frame_index import (
+    IndexReport,
+    finalize_index,
+    frame_image_names,
+    naming_hint,
+    scan_images,
+    subject_part,
+)
 from au_ttt.data.protocol import BP4D_AUS
 from au_ttt.errors import InputError
 
@@ -64,18 +72,21 @@ def _read_sequence(path: Path, subject: str, task: str, part: int, images: tuple
         labels[:, j] = np.where(unknown, -1, values).astype(np.int8)
     frames = table.index.to_numpy()
     present, empty = images
-    has_image = np.array([f"{f}.jpg" in present for f in frames], dtype=bool)
-    is_empty = np.array([f"{f}.jpg" in empty for f in frames], dtype=bool)
-    report.exclude_files("empty_image", [f"{subject}/{task}/{f}.jpg" for f in frames[is_empty]])
+    names = np.array(frame_image_names(frames, present), dtype=object)
+    empty_names = frame_image_names(frames, empty)
+    has_image = np.array([n is not None for n in names], dtype=bool)
+    is_empty = np.array([n is not None for n in empty_names], dtype=bool) & ~has_image
+    report.exclude_files("empty_image", [f"{subject}/{task}/{n}" for n, e in zip(empty_names, is_empty,
+                                                                                  strict=True) if e])
     missing = ~has_image & ~is_empty
     if missing.any():
         first = frames[missing][0]
-        report.exclude("missing_image", int(missing.sum()), f"{subject}/{task}/{first}.jpg")
+        hint = "" if has_image.any() or not present else f" ({naming_hint(present, frames)})"
+        report.exclude("missing_image", int(missing.sum()), f"{subject}/{task}/{first}.jpg{hint}")
     if not has_image.any():
         return None
-    frames = frames[has_image]
-    df = pd.DataFrame({"subject": subject, "sequence": task, "frame": frames,
-                       "image": [f"{subject}/{task}/{f}.jpg" for f in frames], "part": part})
+    df = pd.DataFrame({"subject": subject, "sequence": task, "frame": frames[has_image],
+                       "image": [f"{subject}/{task}/{n}" for n in names[has_image]], "part": part})
     df[[f"AU{au}" for au in BP4D_AUS]] = labels[has_image]
     return df
 

@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from au_ttt.data import bp4d, disfa, video
 from au_ttt.data.check_report import DEFAULT_SAMPLE, DEFAULT_TOLERANCE, CheckReport, Finding, compare_count
-from au_ttt.data.frame_index import list_images
+from au_ttt.data.frame_index import frame_image_names, list_images, naming_hint
 from au_ttt.data.images import ImageError, read_image
 from au_ttt.data.protocol import (
     BP4D_AUS,
@@ -146,15 +146,17 @@ def _check_images(report: CheckReport, folder: Path, stems: list, labelled: int,
                   sample: int, full: bool, tolerance: float) -> None:
     """Frames without an image (counted against ``labelled``) and damaged images among the sampled ones."""
     names = list_images(folder)
-    present = [s for s in stems if f"{s}.jpg" in names]
-    missing = [s for s in stems if f"{s}.jpg" not in names]
+    files = frame_image_names(stems, names)
+    present = [f for f in files if f is not None]
+    missing = [s for s, f in zip(stems, files, strict=True) if f is None]
     if missing:
+        hint = f"; {naming_hint(names, stems)}" if not present and names else ""
         report.add(compare_count(labelled, len(present), tolerance), "missing_images", where,
                    f"{len(missing)} of {labelled} labelled frames have no image in {folder} "
-                   f"(first: {missing[0]}.jpg)", subject)
+                   f"(first: {missing[0]}.jpg){hint}", subject)
     report.counts["images_missing"] = report.counts.get("images_missing", 0) + len(missing)
     for pos in sample_positions(len(present), sample, full):
-        path = folder / f"{present[pos]}.jpg"
+        path = folder / present[pos]
         try:
             read_image(path)
         except ImageError as err:

@@ -2,7 +2,9 @@
 
 Each item is a dict:
 
-- ``image`` float32 (3, S, S): ImageNet-normalised random (train) or centre (test) crop, S = 224;
+- ``image`` float32 (3, S, S): ImageNet-normalised random (train) or centre (test) crop, S = 224; with
+  ``device_photometric`` (set for CUDA training) uint8 (3, S, S) instead, plus ``jitter`` (3,) factors and
+  ``jitter_order`` (3,) when training: :func:`au_ttt.data.batch_transforms.model_images` finishes it on the GPU;
 - ``labels`` float32 (N_AU,) 0/1, missing (−1 in the index) → 0;  ``label_mask`` bool (N_AU,) True = known;
 - ``roi_masks`` float32 (N_MASK, g, g): label-free location masks on the token grid (g = 224/16 = 14), for
   ``mask_aus`` (default: the label AUs; cross-domain evaluation passes the training dataset's AUs);
@@ -26,12 +28,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from au_ttt.data.align import crop_path, load_aligned
 from au_ttt.data.heatmaps import HeatmapConfig, load_centre_cache, location_maps, signed_targets
-from au_ttt.data.images import read_image
+from au_ttt.data.images import read_crop
 from au_ttt.data.protocol import AUS, train_parts
 from au_ttt.data.transforms import PhotometricTransform, apply_centres, apply_image, sample_geometry
 from au_ttt.errors import InputError
 
-__all__ = ["AUFrameDataset", "benchmark_loader", "split_rows"]
+__all__ = ["AUFrameDataset", "benchmark_loader", "set_device_photometric", "split_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ class AUFrameDataset(Dataset):
         self.label_mask = (raw == 0) | (raw == 1)
         self.labels = np.where(raw == 1, 1.0, 0.0).astype(np.float32)
         self.photometric = PhotometricTransform(train, jitter)
+        self.device_photometric = False   # True: uint8 images, float work on the device (batch_transforms)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -92,7 +95,7 @@ class AUFrameDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
         cfg = self.cfg
         path = crop_path(self.crops_dir, self.images[i])
-        image = read_image(path)
+        image = read_crop(path)
         if image.shape[:2] != (cfg.crop_size, cfg.crop_size):
             raise InputError(f"{path}: crop is {image.shape[:2]}, not {cfg.crop_size}²; rerun `au-ttt crops`")
         g = sample_geometry(cfg.crop_size, cfg.input_size, self.train, shift=self.random_crop)
@@ -102,7 +105,7 @@ class AUFrameDataset(Dataset):
         loc = roi if cfg.target_size == cfg.grid and self.mask_aus == self.aus else location_maps(
             centres, cfg.target_size, cfg.input_size, cfg.sigma_px, cfg.cutoff)
         return {
-            "image": self.photometric(apply_image(image, g)),
+            **self._image(image, g),
             "labels": torch.from_numpy(self.labels[i]),
             "label_mask": torch.from_numpy(self.label_mask[i]),
             "roi_masks": torch.from_numpy(roi),
@@ -111,12 +114,37 @@ class AUFrameDataset(Dataset):
         }
 
 
+    def _image(self, image: np.ndarray, g) -> dict[str, torch.Tensor]:
+        """The model image: normalised float32 here, or uint8 + the jitter drawn here (same random draws)."""
+        if not self.device_photometric:
+            return {"image": self.photometric(apply_image(image, g))}
+        out = image[g.oy:g.oy + g.size, g.ox:g.ox + g.size]
+        out = np.ascontiguousarray((out[:, ::-1] if g.flip else out).transpose(2, 0, 1))
+        item = {"image": torch.from_numpy(out)}
+        if self.photometric.jitter > 0:   # PhotometricTransform's draws, in its order
+            j = self.photometric.jitter
+            item["jitter"] = (1 - j + 2 * j * torch.rand(3)).float()
+            item["jitter_order"] = torch.randperm(3)
+        return item
+
+
+def set_device_photometric(dataset: Dataset, device: torch.device | str) -> None:
+    """Leave the photometric float work to the device when it is a GPU (datasets without the switch: no-op)."""
+    if hasattr(dataset, "device_photometric"):
+        dataset.device_photometric = torch.device(device).type == "cuda"
+
+
 def benchmark_loader(dataset: Dataset, batch_size: int = 32, workers: int = 0, batches: int = 10) -> dict:
-    """Steady-state images per second of a shuffled DataLoader, cycling epochs as needed.
+    """Steady-state throughput of a shuffled DataLoader, cycling epochs as needed: images per wall second
+    and per CPU-second of the loading processes (this one and its workers), and their memory.
 
     Not timed: the first batch (worker start-up) and the batches the workers prefetched meanwhile
-    (2 per worker, DataLoader's default prefetch_factor), which would otherwise inflate the rate.
+    (2 per worker, DataLoader's default prefetch_factor), which would otherwise inflate the rate. Images per
+    CPU-second is the rate one core sustains, whatever else a shared machine runs (au_ttt.procstat).
+    Memory: the largest RSS/PSS/USS sum of the process tree seen after each timed batch.
     """
+    from au_ttt.procstat import cpu_seconds, memory_mb, process_tree
+
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                         persistent_workers=workers > 0)
 
@@ -127,9 +155,18 @@ def benchmark_loader(dataset: Dataset, batch_size: int = 32, workers: int = 0, b
     it = endless()
     for _ in range(1 + 2 * workers):
         next(it)
-    n, start = 0, time.perf_counter()
+    pids = process_tree()
+    n, start, cpu0 = 0, time.perf_counter(), cpu_seconds(pids)
+    peak: dict[str, float] = {}
     for _ in range(batches):
         n += len(next(it)["row"])
+        for key, value in (memory_mb(pids) or {}).items():
+            peak[key] = max(peak.get(key, 0.0), value)
     elapsed = time.perf_counter() - start
+    cpu = cpu_seconds(pids)
+    used = cpu - cpu0 if cpu is not None and cpu0 is not None else None
     return {"workers": workers, "batch_size": batch_size, "images": n, "seconds": round(elapsed, 3),
-            "images_per_s": round(n / elapsed, 1)}
+            "images_per_s": round(n / elapsed, 1), "cpu_seconds": None if used is None else round(used, 3),
+            "images_per_cpu_s": round(n / used, 1) if used else None,
+            "memory_mb": {f"peak_{k}": v for k, v in peak.items()} or None,
+            "image_dtype": "uint8" if getattr(dataset, "device_photometric", False) else "float32"}

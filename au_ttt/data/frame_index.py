@@ -62,9 +62,9 @@ from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write, atomic_write_json, umask_mode
 
 __all__ = [
-    "BASE_COLUMNS", "META_KEY", "IndexReport", "class_weights", "finalize_index", "fold_split",
-    "fold_summary", "list_images", "load_index", "occurrence_rates", "report_path", "scan_images", "subject_part",
-    "umask_mode", "write_index",
+    "BASE_COLUMNS", "META_KEY", "IndexReport", "class_weights", "finalize_index", "fold_split", "fold_summary",
+    "frame_image_names", "list_images", "load_index", "naming_hint", "occurrence_rates", "report_path",
+    "scan_images", "subject_part", "umask_mode", "write_index",
 ]
 
 BASE_COLUMNS = ("dataset", "subject", "sequence", "frame", "image", "part")
@@ -143,6 +143,35 @@ def list_images(folder: Path) -> set[str]:
         return set(os.listdir(folder))
     except FileNotFoundError:
         return set()
+
+
+def frame_image_names(frames, names: set[str] | frozenset[str]) -> list[str | None]:
+    """The file in a folder listing ``names`` that holds each frame number's image, or None.
+
+    BP4D names frames ``{frame}.jpg`` (``F001/T1/2440.jpg``, as ME-GraphAU's lists do); some copies are
+    zero-padded (``02440.jpg``). The plain name is used when present, else a zero-padded one with the same
+    number, so both conventions index the same frames and the index's ``image`` column names the real file.
+    """
+    out: list[str | None] = [name if (name := f"{int(f)}.jpg") in names else None for f in frames]
+    if all(out) or not names:
+        return out
+    padded: dict[int, str] = {}
+    for name in names:
+        stem = name[:-4]
+        if name.endswith(".jpg") and stem.isdigit() and stem[0] == "0" and len(stem) > 1:
+            padded.setdefault(int(stem), name)
+    return [name if name is not None else padded.get(int(f)) for f, name in zip(frames, out, strict=True)]
+
+
+def naming_hint(names: set[str] | frozenset[str], frames) -> str:
+    """Why a folder with files matched none of its frames: what the files are called, and the names expected."""
+    example = int(next(iter(frames)))
+    jpgs = sorted(n for n in names if n.lower().endswith((".jpg", ".jpeg", ".png")))
+    if not jpgs:
+        return f"the folder holds no image file; expected {example}.jpg (or zero-padded {example:05d}.jpg)"
+    return (f"the folder holds {len(jpgs)} image files named like {jpgs[0]!r}, none named after a labelled "
+            f"frame number; rename them {example}.jpg (the BP4D and ME-GraphAU convention) or zero-padded "
+            f"{example:05d}.jpg")
 
 
 def scan_images(folder: Path) -> tuple[set[str], set[str]]:

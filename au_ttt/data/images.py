@@ -10,6 +10,11 @@ Every still image the pipeline reads (dataset frames, decoded DISFA frames, a us
   16-bit images all come back as 8-bit RGB, turned upright by their EXIF orientation tag (as OpenCV's
   ``imread`` does by default, so landmarks and crops of one file always agree).
 
+The training loader reads the pipeline's *own* aligned crops (JPEGs that ``au-ttt crops`` wrote with OpenCV)
+100 k times an epoch; :func:`read_crop` decodes them with OpenCV (measured 0.30 vs 0.85 ms per 256 px crop
+through :func:`read_image`; the same pixels for these files, tests/test_loader_fast.py) and stays strict:
+a missing, empty, truncated (no JPEG end marker) or undecodable crop is an :class:`ImageError`.
+
 Stages that read many frames catch :class:`ImageError` and count the frame as an excluded, named row of
 their report rather than stopping (see ``au_ttt.data.landmarks`` and ``au_ttt.data.align``).
 """
@@ -22,7 +27,7 @@ import numpy as np
 
 from au_ttt.errors import InputError
 
-__all__ = ["IMAGE_ERRORS", "ImageError", "read_image", "to_rgb8"]
+__all__ = ["IMAGE_ERRORS", "ImageError", "read_crop", "read_image", "to_rgb8"]
 
 
 class ImageError(InputError):
@@ -105,3 +110,31 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
         reason = "truncated" if "truncated" in str(err).lower() else "damaged"
         raise ImageError(f"{path}: damaged image ({err}); re-copy or re-extract it from the original data",
                          reason) from None
+
+
+_JPEG_EOI = b"\xff\xd9"
+
+
+def read_crop(path: str | Path) -> np.ndarray:
+    """Decode one of the pipeline's own JPEG crops into RGB uint8 (H, W, 3) with OpenCV; damage is an ImageError.
+
+    For files ``au-ttt crops`` wrote (no EXIF, baseline JPEG). A file cut short lacks the end-of-image marker
+    (OpenCV would return its lower part grey and print a warning); that and every other failure names the file.
+    """
+    import cv2
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: crop not found; rerun `au-ttt crops` (and `au-ttt gather`)", "missing") from None
+    if not data:
+        raise ImageError(f"{path}: empty crop file (0 bytes); rerun `au-ttt crops`", "empty")
+    if not data.rstrip(b"\x00").endswith(_JPEG_EOI):
+        kind = "truncated" if data[:2] == b"\xff\xd8" else "not_an_image"
+        raise ImageError(f"{path}: {'truncated JPEG (no end marker)' if kind == 'truncated' else 'not a JPEG'}; "
+                         "rerun `au-ttt crops`", kind)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageError(f"{path}: OpenCV cannot decode this crop; rerun `au-ttt crops`", "damaged")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

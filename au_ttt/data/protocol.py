@@ -7,14 +7,16 @@ their test part*; the two published numberings are kept as explicit maps so a us
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Literal
 
 __all__ = [
-    "AUS", "BP4D_AUS", "BP4D_FRAME_SIZE", "BP4D_PARTS", "BP4D_PART_FRAMES", "BP4D_TASKS", "CROSS_DOMAIN_AUS",
-    "DATASETS", "DISFA_AUS", "DISFA_FRAMES_PER_VIDEO", "DISFA_FRAME_SIZE", "DISFA_OCCURRENCE_THRESHOLD",
-    "DISFA_PARTS", "DISFA_PART_FRAMES", "DISFA_SHORT_VIDEOS", "FGNET_FOLD_TEST_PART", "MAX_SUBJECTS_PER_PART",
-    "MEGRAPHAU_FOLD_TEST_PART", "PARTS", "PART_FRAMES", "Dataset", "au_columns", "cross_domain_indices",
-    "disfa_label_lines", "first_subjects", "part_of_subject", "published_frames", "shard_subjects", "train_parts",
+    "AUS", "BP4D_AUS", "BP4D_CSV_AUS", "BP4D_FRAME_SIZE", "BP4D_PARTS", "BP4D_PART_FRAMES", "BP4D_TASKS",
+    "CROSS_DOMAIN_AUS", "DATASETS", "DISFA_AUS", "DISFA_FRAMES_PER_VIDEO", "DISFA_FRAME_SIZE",
+    "DISFA_OCCURRENCE_THRESHOLD", "DISFA_PARTS", "DISFA_PART_FRAMES", "DISFA_SHORT_VIDEOS", "FGNET_FOLD_TEST_PART",
+    "MAX_SUBJECTS_PER_PART", "MEGRAPHAU_FOLD_TEST_PART", "PARTS", "PART_FRAMES", "Dataset", "au_columns",
+    "bp4d_segments", "cross_domain_indices", "disfa_label_lines", "first_subjects", "part_of_subject",
+    "published_frames", "shard_subjects", "train_parts",
 ]
 
 Dataset = Literal["bp4d", "disfa"]
@@ -24,6 +26,12 @@ DATASETS: tuple[Dataset, ...] = ("bp4d", "disfa")
 BP4D_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
 DISFA_AUS: tuple[int, ...] = (1, 2, 4, 6, 9, 12, 25, 26)
 AUS: dict[str, tuple[int, ...]] = {"bp4d": BP4D_AUS, "disfa": DISFA_AUS}
+
+# AU columns of a BP4D AU_OCC CSV (after the frame column '0'): more AUs than the 12 evaluated. This is the set
+# the project's format replicas write; readers select the evaluated columns by name, so a licensed copy with
+# more or fewer extra columns reads the same.
+BP4D_CSV_AUS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24,
+                                 27, 28)
 
 # DISFA intensity (0-5) → occurrence: intensity >= 2 (ME-GraphAU tool/DISFA_image_label_process.py).
 DISFA_OCCURRENCE_THRESHOLD = 2
@@ -106,6 +114,22 @@ def published_frames(dataset: str) -> int:
 def disfa_label_lines(subject: str) -> int:
     """Label lines (= labelled frames) of one DISFA subject in the published lists."""
     return DISFA_SHORT_VIDEOS.get(subject, DISFA_FRAMES_PER_VIDEO)
+
+
+@cache
+def bp4d_segments() -> dict[str, dict[str, tuple[int, int]]]:
+    """subject → task → (first frame, frames) of every AU-coded BP4D segment (au_ttt/data/bp4d_segments.py).
+
+    Each segment is a run of consecutive frame numbers; the counts sum to :data:`BP4D_PART_FRAMES` per part.
+    """
+    from au_ttt.data.bp4d_segments import SEGMENTS
+
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for line in SEGMENTS.splitlines():
+        subject, *runs = line.split()
+        out[subject] = {task: (int(first), int(n)) for task, (first, n) in
+                        zip(BP4D_TASKS, (r.split("+") for r in runs), strict=True)}
+    return out
 
 
 def first_subjects(dataset: str, per_part: int) -> list[str]:

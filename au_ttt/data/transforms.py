@@ -121,18 +121,22 @@ class PhotometricTransform:
         self.mean = np.array(IMAGENET_MEAN, np.float32)
         self.std = np.array(IMAGENET_STD, np.float32)
 
+    @staticmethod
+    def _jitter_op(x: np.ndarray, k: int, f: np.float32) -> np.ndarray:
+        """One jitter operation on (H, W, 3) floats in [0, 1]: 0 brightness, 1 contrast, 2 saturation."""
+        if k == 0:    # brightness: scale towards black
+            x = x * f
+        elif k == 1:  # contrast: blend with the mean grey level
+            x = x * f + (1 - f) * float((x @ _GREY).mean())
+        else:         # saturation: blend with the grey image
+            x = x * f + (1 - f) * (x @ _GREY)[..., None]
+        return np.clip(x, 0.0, 1.0)
+
     def _jitter(self, x: np.ndarray, generator: torch.Generator | None) -> np.ndarray:
         j = self.jitter
         factors = (1 - j + 2 * j * torch.rand(3, generator=generator)).tolist()
         for k in torch.randperm(3, generator=generator).tolist():
-            f = np.float32(factors[k])
-            if k == 0:    # brightness: scale towards black
-                x = x * f
-            elif k == 1:  # contrast: blend with the mean grey level
-                x = x * f + (1 - f) * float((x @ _GREY).mean())
-            else:         # saturation: blend with the grey image
-                x = x * f + (1 - f) * (x @ _GREY)[..., None]
-            x = np.clip(x, 0.0, 1.0)
+            x = self._jitter_op(x, k, np.float32(factors[k]))
         return x
 
     def __call__(self, image: np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:

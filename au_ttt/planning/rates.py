@@ -75,6 +75,8 @@ DEFAULT_RATES: dict[str, Rate] = {
     "crops": Rate(0.022, f"{_REF}: read_image + similarity warp + 256 px JPEG write, 1040x1392 source",
                   1040 * 1392),
     "heatmaps": Rate(0.00006, f"{_REF}: AU-centre cache from aligned landmarks"),
+    "loader": Rate(1 / 210, f"{_REF}: au-ttt loader-bench, batch 32, 256 px crops, 2 workers: 421 img/s on 2 "
+                            "cores (about 210 per core), float work in the workers"),
     "tables": Rate(60.0, "assumed: one job reading the run records and rendering tables, figure and report "
                          "(seconds on the demo)"),
 }

@@ -36,6 +36,7 @@ from au_ttt.data.protocol import (
 )
 from au_ttt.data.synth_limits import check_synthau_sizes
 from au_ttt.errors import InputError
+from au_ttt.planning.loading import data_loading
 from au_ttt.planning.rates import IMAGENET_TRAIN_IMAGES, IMAGENET_VAL_IMAGES, Geometry, RateBook
 
 __all__ = ["SHARD_SUBJECTS", "DatasetSize", "Resources", "StageEstimate", "data_sizes", "estimate",
@@ -348,6 +349,7 @@ def estimate(config: Mapping, resources: Resources, rates: RateBook | None = Non
     out = _preprocessing(config, sizes, resources, rates, source)
     out.append(_pretrain(config, geometry, resources, rates, source))
     out += _training(config, sizes, geometry, resources, rates, source)
+    out.append(StageEstimate(**data_loading(out, resources, rates)))
     per, src = rates.stage("tables")
     out.append(_stage("tables", [per], 1, "cpu", "Tables I-III, Figure 1, REPORT.md", 1, "jobs", per, src))
     return out

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from au_ttt.data.dataset import set_device_photometric
 from au_ttt.data.protocol import AUS
 from au_ttt.errors import InputError
 from au_ttt.metrics import cross_domain_columns
@@ -66,9 +67,12 @@ def evaluate_run(settings, run_dir, target: str, index, crops, heatmaps, out_dir
         test_set = f"{target} part {target_part} only (FG-Net)" if target_part else f"entire {target} dataset"
         out_idx, label_idx, aus = cross_domain_columns(source, target)
     dataset = load_split(settings, paths, target, part, split, label_aus=AUS[target], mask_aus=source_aus)
+    set_device_photometric(dataset, device)
     model.to(device)
-    result = evaluate_model(model, dataset, device, info.train.batch_size, 0, info.train.amp,
-                            out_index=out_idx, label_index=label_idx)
+    # the whole target (146,847 BP4D frames) with this config's loader workers: in-process loading made
+    # the scoring loader-bound (docs/scaling.md)
+    result = evaluate_model(model, dataset, device, info.train.batch_size, settings.train.num_workers,
+                            info.train.amp, out_index=out_idx, label_index=label_idx)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_predictions(out_dir / "predictions.parquet", dataset, result, aus)
     metrics = CrossMetrics(

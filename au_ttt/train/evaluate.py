@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from au_ttt.data.batch_transforms import model_images
 from au_ttt.fileio import atomic_write
 from au_ttt.metrics import all_positive_f1, f1_per_au
 from au_ttt.train.runtime import autocast_for, worker_init
@@ -32,7 +33,7 @@ def predict(model, dataset, device: torch.device, batch_size: int = 64, workers:
     rows, probs = [], []
     for batch in loader:
         with autocast_for(device, amp):
-            out = model(batch["image"].to(device), batch["roi_masks"].to(device))
+            out = model(model_images(batch, device), batch["roi_masks"].to(device))
         probs.append(torch.sigmoid(out.logits.float()).cpu().numpy())
         rows.append(np.asarray(batch["row"]))
     return np.concatenate(rows), np.concatenate(probs)

@@ -14,6 +14,8 @@ rule tables:
         report=f"{RESULTS}/REPORT.md",
     log:
         f"{RESULTS}/logs/tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/tables.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:

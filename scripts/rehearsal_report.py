@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""Per-stage figures of a finished rehearsal (scripts/full_rehearsal.py): wall, CPU per frame, peak memory,
+disk per frame; written as JSON and, with every rehearsal JSON in ``--out``, as one Markdown table.
+
+  .venv/bin/python scripts/rehearsal_report.py --work /work/rehearsal-data/full --out docs/rehearsal
+
+Sources: Snakemake's ``benchmark:`` files (wall ``s``, ``cpu_time`` and the largest RSS/PSS sum of the job's
+process tree, sampled every 30 s after the first seconds), ``rehearsal.json`` (the replica's generation and
+the DAG's wall time, ``snakemake -n`` before and after), and the output folders: disk bytes are allocated
+blocks, each inode counted once in DAG order, so the gather's hard links add no bytes (only inodes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+from pathlib import Path
+
+# stage → (rule of its benchmark files, datasets its frames come from, output paths under the work folder)
+STAGES: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
+    "replica (generation)": (None, ("bp4d", "disfa"), ("replica",)),
+    "data check": ("data_check", ("bp4d", "disfa"), ("results/data/*/check.json",)),
+    "DISFA frames": ("disfa_frames", ("disfa",), ("results/data/disfa/frames",)),
+    "frame index": ("frame_index", ("bp4d", "disfa"),
+                    ("results/data/*/index.parquet", "results/data/*/index.report.json", "results/data/*/folds.json")),
+    "landmarks": ("landmarks", ("bp4d", "disfa"), ("results/data/*/shards/*/landmarks.npz",
+                                                   "results/data/*/shards/*/landmarks.report.json")),
+    "crops": ("crops", ("bp4d", "disfa"), ("results/data/*/shards/*/crops",)),
+    "heatmaps": ("heatmaps", ("bp4d", "disfa"), ("results/data/*/shards/*/heatmaps",)),
+    "gather": ("gather", ("bp4d", "disfa"), ("results/data/*/landmarks.npz", "results/data/*/crops",
+                                             "results/data/*/heatmaps")),
+    "training (1 epoch + test part)": ("train", ("bp4d", "disfa"), ("results/runs",)),
+    "cross-domain (whole target)": ("cross", ("bp4d", "disfa"), ("results/cross",)),
+    "MLflow store": (None, (), ("results/mlflow",)),
+    "tables + REPORT.md": ("tables", (), ("results/tables", "results/figures", "results/REPORT.md")),
+}
+
+
+def bench_rows(work: Path, rule: str) -> list[dict[str, float | str]]:
+    rows = []
+    for path in sorted((work / "results/benchmarks" / rule).glob("*.tsv")):
+        with path.open() as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        rows.append({"job": path.stem, **{k: float(row[k]) for k in ("s", "cpu_time", "max_rss", "max_pss")
+                                          if row[k] not in ("NA", "")}})
+    return rows
+
+
+def disk(work: Path, patterns: tuple[str, ...], seen: set[tuple[int, int]]) -> tuple[int, int]:
+    """(allocated bytes, files) under the paths, counting each inode not in ``seen`` once (updates it)."""
+    size = files = 0
+    for pattern in patterns:
+        for top in sorted(work.glob(pattern)):
+            walk = [(str(top), [], [top.name])] if top.is_file() else os.walk(top)
+            for folder, _, names in walk:
+                base = Path(folder) if not top.is_file() else top.parent
+                for name in names:
+                    st = (base / name).lstat()
+                    if (st.st_dev, st.st_ino) not in seen:
+                        seen.add((st.st_dev, st.st_ino))
+                        size += st.st_blocks * 512
+                    files += 1
+    return size, files
+
+
+def frames_of(work: Path) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    return {d: pq.ParquetFile(work / f"results/data/{d}/index.parquet").metadata.num_rows for d in ("bp4d", "disfa")}
+
+
+def stage_frames(stage: str, rule: str | None, datasets: tuple[str, ...], frames: dict[str, int],
+                 work: Path) -> int:
+    """Frames a stage processes: its datasets' index rows; training reads its train rows and test part once."""
+    if rule == "train":
+        total = 0
+        for metrics in (work / "results/runs").glob("*/*/*/test*/run.json"):
+            run = json.loads(metrics.read_text())
+            total += int(run["train_frames"]) + int(run["test_frames"])
+        return total
+    return sum(frames[d] for d in datasets)
+
+
+def measure(work: Path) -> dict:
+    meta = json.loads((work / "rehearsal.json").read_text())
+    frames = frames_of(work)
+    startup = statistics.median(r["cpu_time"] for r in bench_rows(work, "heatmaps"))
+    seen: set[tuple[int, int]] = set()
+    stages = {}
+    for stage, (rule, datasets, outputs) in STAGES.items():
+        rows = bench_rows(work, rule) if rule else []
+        n = stage_frames(stage, rule, datasets, frames, work)
+        size, files = disk(work, outputs, seen)
+        if rule is None and stage.startswith("replica"):
+            wall, cpu = meta["steps"]["replica"]["wall_s"], meta["steps"]["replica"]["cpu_s"]
+        else:
+            wall, cpu = sum(r["s"] for r in rows), sum(r.get("cpu_time", 0.0) for r in rows)
+        stages[stage] = {
+            "jobs": len(rows) or (1 if stage.startswith("replica") else 0), "frames": n,
+            "wall_s": round(wall, 1), "longest_job_s": round(max((r["s"] for r in rows), default=wall), 1),
+            "cpu_s": round(cpu, 1), "cpu_ms_per_frame": round(1000 * cpu / n, 3) if n else None,
+            "cpu_ms_per_frame_net": round(1000 * max(0.0, cpu - startup * len(rows)) / n, 3) if n and rows else None,
+            "peak_rss_mb": max((r.get("max_rss", 0) for r in rows), default=None),
+            "peak_pss_mb": max((r.get("max_pss", 0) for r in rows), default=None),
+            "disk_bytes": size, "files": files, "disk_bytes_per_frame": round(size / n, 1) if n else None,
+            "per_job": rows if rule in ("train", "cross", "frame_index", "gather", "data_check", "tables") else None,
+        }
+    return {**meta, "frames": frames, "job_startup_cpu_s": round(startup, 2), "stages": stages,
+            "loader": {p.stem: json.loads(p.read_text()) for p in sorted(work.glob("loader-*.json"))}}
+
+
+def _fmt(v, unit: str = "", digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if unit == "B":
+        for u, f in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+            if v >= f:
+                return f"{v / f:.{digits}f} {u}"
+        return f"{v:.0f} B"
+    return f"{v:,.{digits}f}{unit}"
+
+
+def markdown(reports: dict[str, dict]) -> str:
+    """One table per figure, a column per rehearsal (the full count first)."""
+    names = sorted(reports, key=lambda k: -sum(reports[k]["frames"].values()))
+    head = " | ".join(f"{sum(reports[k]['frames'].values()):,} frames" for k in names)
+    lines = []
+    for title, key, unit, digits in (("wall seconds (sum over jobs)", "wall_s", " s", 0),
+                                     ("CPU ms per frame (gross)", "cpu_ms_per_frame", "", 3),
+                                     ("CPU ms per frame, job start-up taken out", "cpu_ms_per_frame_net", "", 3),
+                                     ("peak RSS of a job (MB)", "peak_rss_mb", "", 0),
+                                     ("peak PSS of a job (MB)", "peak_pss_mb", "", 0),
+                                     ("disk bytes per frame", "disk_bytes_per_frame", "B", 1)):
+        lines += [f"**{title}**", "", f"| stage | {head} |", "|---|" + "---:|" * len(names)]
+        for stage in STAGES:
+            cells = [_fmt(reports[k]["stages"][stage][key], unit if unit != "B" else "B", digits) for k in names]
+            lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def timings(full: dict, compare: dict | None) -> dict:
+    """``au-ttt plan --timings`` entries this rehearsal measures well: job start-up, frame index, provided
+    landmarks and heatmaps per frame (their cost does not depend on the frame size) and the loader.
+
+    Image stages (data check, DISFA decoding, dlib, crops) keep the plan's rates measured at the real frame
+    sizes: at SynthAU's 240×320 frames their per-frame cost is mostly fixed overhead (docs/scaling.md).
+    """
+    st = full["stages"]
+    src = (f"full-count rehearsal (scripts/full_rehearsal.py, {sum(full['frames'].values()):,} frames, "
+           f"{full['started']})")
+    out = {"job_startup": {"seconds": full["job_startup_cpu_s"], "source": f"{src}: median CPU of a heatmaps job"},
+           "index": {"seconds": st["frame index"]["cpu_ms_per_frame_net"] / 1000, "source": f"{src}, per frame"},
+           "landmarks.provided": {"seconds": st["landmarks"]["cpu_ms_per_frame_net"] / 1000,
+                                  "source": f"{src}: shipped MAT files (one per DISFA frame), per frame"},
+           "heatmaps": {"seconds": st["heatmaps"]["cpu_ms_per_frame_net"] / 1000, "source": f"{src}, per frame"}}
+    rows = [r for r in (compare or {}).get("rows", []) if "CUDA" in r["variant"] and r["images_per_core_s"]]
+    if rows:
+        best = max(rows, key=lambda r: r["images_per_core_s"])
+        out["loader"] = {"seconds": round(best["cpu_ms_per_image"] / 1000, 6),
+                         "source": f"{src}: au-ttt loader-bench --device-photometric, batch "
+                                   f"{compare['batch_size']}, {best['workers']} workers, CPU-seconds per image "
+                                   "(scripts/loader_compare.py)"}
+    return {"source": src, "stages": out}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--timings", type=Path, default=None, help="write `au-ttt plan --timings` JSON here")
+    args = parser.parse_args()
+    report = measure(args.work.resolve())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"rehearsal-{report['scale']}.json").write_text(json.dumps(report, indent=2) + "\n")
+    reports = {p.stem: json.loads(p.read_text()) for p in sorted(args.out.glob("rehearsal-*.json"))}
+    (args.out / "stages.md").write_text(markdown(reports))
+    compare = args.work / "loader-compare.json"
+    if report["scale"] == "full" and args.timings is not None:
+        data = timings(report, json.loads(compare.read_text()) if compare.is_file() else None)
+        args.timings.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {args.out / ('rehearsal-' + report['scale'] + '.json')} and {args.out / 'stages.md'}")
+
+
+if __name__ == "__main__":
+    main()
