@@ -33,10 +33,10 @@ from torch import Tensor, nn
 
 from au_ttt.model.rope import rope, rope_tables
 from au_ttt.model.ttt import ttt_linear
-from au_ttt.model.ttt_fast import ScanSpec, reverse_patches_index, ttt_scan
+from au_ttt.model.ttt_fast import Backend, ScanSpec, reverse_patches_index, ttt_scan
 
 __all__ = ["AURoITTT", "BiTTT", "LinearMixer", "MultiScalePerception", "TTTLinear", "reverse_patches_index",
-           "set_ttt_impl"]
+           "set_scan_backend", "set_ttt_impl"]
 
 BiShare = Literal["none", "proj", "all"]
 Impl = Literal["fast", "reference"]
@@ -51,7 +51,7 @@ class TTTLinear(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mini_batch_size: int, *, num_states: int = 1,
                  base_lr: float = 1.0, rope: bool = True, rope_theta: float = 10000.0, impl: Impl = "fast",
-                 compile_steps: bool = False):
+                 backend: Backend = "auto"):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
@@ -59,7 +59,7 @@ class TTTLinear(nn.Module):
         self.mini_batch_size, self.num_states = mini_batch_size, num_states
         self.base_lr, self.rope, self.rope_theta = base_lr, rope, rope_theta
         self.impl: Impl = impl
-        self.compile_steps = compile_steps                           # torch.compile the fast scan's step functions
+        self.backend: Backend = backend                              # scan core: auto, eager, compiled, triton
         H, Fh = num_heads, self.head_dim
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)               # [Q | K | V] (timm Attention.qkv layout)
         self.o_proj = nn.Linear(dim, dim, bias=False)
@@ -112,7 +112,7 @@ class TTTLinear(nn.Module):
         with torch.autocast(device_type=qkv.device.type, enabled=False):
             if self.impl == "fast":
                 spec = ScanSpec(self.num_heads, self.mini_batch_size, orders,
-                                self.rope_theta if self.rope else None, self.compile_steps, self.post_norm.eps)
+                                self.rope_theta if self.rope else None, self.backend, self.post_norm.eps)
                 return ttt_scan(qkv, lr, w0, b0, ln_w, ln_b, tok, spec, self.post_norm.weight.to(dtype),
                                 self.post_norm.bias.to(dtype))
             z = self._scan_reference(qkv.to(dtype), lr.to(dtype), w0, b0, ln_w, ln_b, tok, orders)
@@ -140,6 +140,16 @@ class TTTLinear(nn.Module):
     def forward(self, x: Tensor, reverse: bool = False) -> Tensor:
         """One scan (reversed patches, CLS last, when ``reverse``) → post-norm → output projection."""
         return self.o_proj(self.scan(*self.project(x), states=[0], orders=(reverse,)).to(x.dtype))
+
+
+def set_scan_backend(model: nn.Module, backend: Backend) -> nn.Module:
+    """Run every fast TTT layer of ``model`` on scan-core ``backend`` (auto, eager, compiled, triton)."""
+    if backend not in ("auto", "eager", "compiled", "triton"):
+        raise ValueError(f"backend must be auto, eager, compiled or triton, got {backend!r}")
+    for m in model.modules():
+        if isinstance(m, TTTLinear):
+            m.backend = backend
+    return model
 
 
 def set_ttt_impl(model: nn.Module, impl: Impl) -> nn.Module:
