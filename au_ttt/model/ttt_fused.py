@@ -1,10 +1,10 @@
 """The TTT-Linear scan core with the fewest operations per mini-batch: only the W-update chain stays in the loop.
 
 Why: the step-wise scan dispatched about 40 operations per mini-batch forward and 60 backward, each on a
-(streams × 14 × 64) tensor, so a training step of AU-TTT ViT-S/16 ran 45 k tiny operations (45× ViT-S's).
+(streams × 14 × 64) tensor, so a training step of AU-TTT ViT-S/16 ran 45 k tiny operations (44× ViT-S's).
 This module computes the same function (the dual form of :mod:`au_ttt.model.ttt`, Sun et al. arXiv 2407.04620
-§2.7) with everything that does not depend on the carried state computed once for all mini-batches, and a
-loop body of 9 operations forward and 15 backward:
+§2.7) with what does not depend on the carried state computed once for all mini-batches, and a loop body
+of 9 operations forward and 25 backward (3 of them views), against about 40 and 60 before:
 
 * **Bias folded into W.** Rows carry a column of ones, Wa = [W; b] is (F+1)×F, so one product gives
   [Q; K]·W + b and one product updates both: Wa' = Wa − (e∘Ka)ᵀδ, with e = tok_{b-1}·lr folded into
@@ -14,9 +14,9 @@ loop body of 9 operations forward and 15 backward:
   (without affine: J = σ⁻¹(I − 11ᵀ/F − x̂x̂ᵀ/F) is that kernel's Jacobian), and g = c + γ²∘x̂ with
   c = γ∘(β − v + k) computed for all mini-batches at once.
 * **Backward.** The vector-Jacobian product of δ(z) is a Hessian-vector product of the inner loss,
-  H·dδ = J(γ²∘J dδ) − σ⁻¹(α δ + m u + (u·g/F) x̂) with u = J dδ, α = x̂·dδ/F, m = x̂·g/F; only that and the
-  ∂L/∂Wa carry stay in the reverse loop. Every product that needs no carry (∂L/∂[Q; K] through W_i, ∂L/∂η,
-  ∂L/∂e, the affine gradients) runs once over all mini-batches after it.
+  H·dδ = J(γ²∘J dδ) − σ⁻¹(α δ + m u + (u·g/F) x̂) with u = J dδ, α = x̂·dδ/F, m = x̂·g/F. The products with
+  W_i stay in the loop (W_i is read once there; hoisting them re-read every state from memory and was
+  slower on a CPU); ∂L/∂η, ∂L/∂e, the e∘K and γ∘u terms and the affine gradients run once after it.
 
 Shape legend: n mini-batches, N streams (batch · directions · heads), b mini-batch size, F head dim.
 X (n, N, 3, b, F) = Q, K, V; coef (n, N, b, b) = tril(η ∘ (QKᵀ + 1)); e (n, N, b, 1); W0 (N, F, F);
@@ -113,11 +113,11 @@ def scan_backward(grad: Tensor, X: Tensor, coef: Tensor, e: Tensor, W0: Tensor, 
     g2 = ln_w * ln_w
     gWa = W0.new_zeros(N, F + 1, F)                                 # ∂L/∂Wa after the last mini-batch
     P = X.new_empty(n, N, bt, F + 1)                                # δ·(∂L/∂Wa')ᵀ = −∂L/∂(e∘Ka)
-    dQ, dK, dV = (torch.empty_like(grad) for _ in range(3))
+    dQ, dK = torch.empty_like(grad), torch.empty_like(grad)
     dzhat, U = [None] * n, [None] * n
     loop = zip(range(n), grad.unbind(0), (grad * ln_w).unbind(0), coef.mT.unbind(0), eKa.unbind(0), P.unbind(0),
-               Qa_T.unbind(0), Ka_T.unbind(0), e.unbind(0), dQ.unbind(0), dK.unbind(0), dV.unbind(0), strict=True)
-    for i, gi, dy, cT, ek, p, qT, kT, ei, dq, dk, dv in reversed(list(loop)):
+               Qa_T.unbind(0), Ka_T.unbind(0), dQ.unbind(0), dK.unbind(0), strict=True)
+    for i, gi, dy, cT, ek, p, qT, kT, dq, dk in reversed(list(loop)):
         delta, zk, mu1, r1, x1, g = rec.delta[i], rec.zk[i], rec.mu1[i], rec.r1[i], rec.x1[i], rec.g[i]
         WT = rec.Wa[i][:, :F].mT                                    # (N,F,F) W_iᵀ
         torch.bmm(delta, gWa.mT, out=p)
@@ -128,14 +128,14 @@ def scan_backward(grad: Tensor, X: Tensor, coef: Tensor, e: Tensor, W0: Tensor, 
         rows = torch.addcmul((x1 * ddelta).mean(-1, keepdim=True) * delta, (g * x1).mean(-1, keepdim=True), u)
         rows = torch.addcmul(rows, (u * g).mean(-1, keepdim=True), x1)
         dz1 = torch.addcmul(_jac(g2 * u, zk, mu1, r1), r1, rows, value=-1.0)
-        gu = ln_w * u
         torch.baddbmm(gi, dz2, WT, out=dq)                          # out = q + …; z = Q W + b
-        torch.addcmul(torch.baddbmm(gu, dz1, WT), ei, p[..., :F], value=-1.0, out=dk)   # z = K W + b; c ∋ γk; e∘K
-        torch.neg(gu, out=dv)                                       # c = γ(β − v + k)
+        torch.baddbmm(ln_w * u, dz1, WT, out=dk)                    # z = K W + b; c = γ(β − v + k)
         gWa = torch.baddbmm(torch.baddbmm(gWa, qT, dz2), kT, dz1)    # z = [Q 1; K 1]·Wa
         dzhat[i], U[i] = dz2, u
-    return _gradients(grad, Ka_T.mT, ln_w, rec, P, torch.stack([dQ, dK, dV], dim=2), torch.stack(dzhat),
-                      torch.stack(U), gWa)
+    U = torch.stack(U)
+    dK.addcmul_(e, P[..., :F], value=-1.0)                          # Wa' = Wa − (e∘Ka)ᵀδ
+    dX = torch.stack([dQ, dK, (ln_w * U).neg_()], dim=2)            # c = γ(β − v + k)
+    return _gradients(grad, Ka_T.mT, ln_w, rec, P, dX, torch.stack(dzhat), U, gWa)
 
 
 def _gradients(grad: Tensor, Ka: Tensor, ln_w: Tensor, rec: Recompute, P: Tensor, dX: Tensor, dzhat: Tensor,

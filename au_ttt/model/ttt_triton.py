@@ -175,27 +175,52 @@ def _launch_args(X: Tensor) -> tuple[int, int, int, int, dict]:
     return n, N, b, F, {"F": F, "BT": BT, "PREC": prec, "num_warps": 8 if F >= 64 else 4}
 
 
-def scan_forward(X: Tensor, coef: Tensor, e: Tensor, W0: Tensor, b0: Tensor, ln_w: Tensor, ln_b: Tensor,
-                 keep: bool = False) -> tuple[Tensor, None]:
-    """Outputs (n, N, b, F) of every mini-batch; nothing is kept (backward re-runs the W chain itself)."""
+@torch.library.custom_op("au_ttt::ttt_scan_forward", mutates_args=())
+def _forward_op(X: Tensor, coef: Tensor, e: Tensor, W0: Tensor, b0: Tensor, ln_w: Tensor, ln_b: Tensor) -> Tensor:
     n, N, b, F, meta = _launch_args(X)
     out = X.new_empty(n, N, b, F)
     _fwd[(N,)](X.contiguous(), coef.contiguous(), e.contiguous(), W0.contiguous(), b0.contiguous(), ln_w.contiguous(),
-              ln_b.contiguous(), out, n, N, b, LN_EPS, **meta)
-    return out, None
+               ln_b.contiguous(), out, n, N, b, LN_EPS, **meta)
+    return out
+
+
+@_forward_op.register_fake
+def _(X, coef, e, W0, b0, ln_w, ln_b):
+    n, N, _, b, F = X.shape
+    return X.new_empty(n, N, b, F)
+
+
+@torch.library.custom_op("au_ttt::ttt_scan_backward", mutates_args=())
+def _backward_op(grad: Tensor, X: Tensor, coef: Tensor, e: Tensor, W0: Tensor, b0: Tensor, ln_w: Tensor,
+                 ln_b: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    n, N, b, F, meta = _launch_args(X)
+    dX, dcoef, de, dW, db, dlnw, dlnb = _backward_outputs(X)
+    WS, BS = X.new_empty(n, N, F, F), X.new_empty(n, N, F)          # each mini-batch's start state
+    _bwd[(N,)](grad.contiguous(), X.contiguous(), coef.contiguous(), e.contiguous(), W0.contiguous(), b0.contiguous(),
+               ln_w.contiguous(), ln_b.contiguous(), WS, BS, dX, dcoef, de, dW, db, dlnw, dlnb, n, N, b, LN_EPS, **meta)
+    return dX, dcoef, de, dW, db, dlnw, dlnb
+
+
+def _backward_outputs(X: Tensor) -> tuple[Tensor, ...]:
+    n, N, _, b, F = X.shape
+    return (X.new_empty(X.shape), X.new_empty(n, N, b, b), X.new_empty(n, N, b, 1), X.new_empty(N, F, F),
+            X.new_empty(N, 1, F), X.new_empty(N, F), X.new_empty(N, F))
+
+
+@_backward_op.register_fake
+def _(grad, X, coef, e, W0, b0, ln_w, ln_b):
+    return _backward_outputs(X)
+
+
+def scan_forward(X: Tensor, coef: Tensor, e: Tensor, W0: Tensor, b0: Tensor, ln_w: Tensor, ln_b: Tensor,
+                 keep: bool = False) -> tuple[Tensor, None]:
+    """Outputs (n, N, b, F) of every mini-batch, one kernel launch (one operation ``au_ttt::ttt_scan_forward`` to
+    the dispatcher, so operation counts and torch.compile see it as one); nothing is kept."""
+    return _forward_op(X, coef, e, W0, b0, ln_w, ln_b), None
 
 
 def scan_backward(grad: Tensor, X: Tensor, coef: Tensor, e: Tensor, W0: Tensor, b0: Tensor, ln_w: Tensor,
                   ln_b: Tensor, kept: None = None) -> tuple[Tensor, ...]:
     """∂L/∂(X, coef, e, W0, b0, ln_w, ln_b) for the output gradient ``grad`` (n, N, b, F), as
-    :func:`au_ttt.model.ttt_fused.scan_backward` returns them."""
-    n, N, b, F, meta = _launch_args(X)
-    dX = X.new_empty(X.shape)                                       # contiguous, whatever X's strides
-    dcoef = X.new_empty(n, N, b, b)
-    de = X.new_empty(n, N, b, 1)
-    dW, db = X.new_empty(N, F, F), X.new_empty(N, 1, F)
-    dlnw, dlnb = X.new_empty(N, F), X.new_empty(N, F)
-    WS, BS = X.new_empty(n, N, F, F), X.new_empty(n, N, F)          # each mini-batch's start state
-    _bwd[(N,)](grad.contiguous(), X.contiguous(), coef.contiguous(), e.contiguous(), W0.contiguous(), b0.contiguous(),
-              ln_w.contiguous(), ln_b.contiguous(), WS, BS, dX, dcoef, de, dW, db, dlnw, dlnb, n, N, b, LN_EPS, **meta)
-    return dX, dcoef, de, dW, db, dlnw, dlnb
+    :func:`au_ttt.model.ttt_fused.scan_backward` returns them; one kernel launch (``au_ttt::ttt_scan_backward``)."""
+    return _backward_op(grad, X, coef, e, W0, b0, ln_w, ln_b)
