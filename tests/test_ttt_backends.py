@@ -74,3 +74,21 @@ def test_compiled_scan_equals_the_plain_dual_form(monkeypatch):
     finally:
         ttt_fast._functions.cache_clear()
         torch._dynamo.reset()
+
+
+def test_compiled_scan_falls_back_to_eager_when_compiling_fails(monkeypatch):
+    def broken(gm, example_inputs):
+        raise RuntimeError("no C++ compiler here")
+
+    monkeypatch.setattr(ttt_fast, "COMPILE_BACKEND", broken)
+    ttt_fast._functions.cache_clear()
+    torch._dynamo.reset()
+    try:
+        problem = _random_problem(6, 1, 2, 9, 4, 4)
+        eager = ttt_linear_fast(*problem[:8], 4, problem[8], backend="eager")
+        with pytest.warns(RuntimeWarning, match="running it eagerly"):
+            out = ttt_linear_fast(*problem[:8], 4, problem[8], backend="compiled")
+        assert torch.equal(out, eager)
+    finally:
+        ttt_fast._functions.cache_clear()
+        torch._dynamo.reset()

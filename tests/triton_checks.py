@@ -77,8 +77,8 @@ def table3() -> None:
         model = AUTTT(cfg, 3).double()
         for p in model.parameters():
             p.data.add_(0.05 * torch.randn_like(p))
-        x = torch.randn(2, 3, cfg.img_size, cfg.img_size, dtype=torch.float64)
-        masks = torch.rand(2, 3, *cfg.grid_size, dtype=torch.float64)
+        x = torch.randn(1, 3, cfg.img_size, cfg.img_size, dtype=torch.float64)
+        masks = torch.rand(1, 3, *cfg.grid_size, dtype=torch.float64)
         results = {}
         for impl, dtype in (("reference", torch.float64), ("fast", torch.float32)):
             m = set_scan_backend(set_ttt_impl(model.to(dtype), impl), "triton")

@@ -29,6 +29,7 @@ against autograd through the plain dual form to 1e-10 in float64, and ``gradchec
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -227,18 +228,28 @@ def _scan_grads(grad: Tensor, qkv: Tensor, lr: Tensor, w0: Tensor, b0: Tensor, l
 @functools.cache
 def _functions(spec: ScanSpec, backend: str) -> tuple[Callable, Callable]:
     """(forward, backward) for one spec and backend; ``"compiled"`` wraps both whole functions — layout, the
-    unrolled loop, the chain rule — in ``torch.compile`` (static shapes, one graph each), falling back to the
-    same eager code where a dispatch mode is active (dynamo does not run there: operation counting)."""
+    unrolled loop, the chain rule — in ``torch.compile`` (static shapes, one graph each; inductor caches the
+    compiled code on disk), running the same eager code where a dispatch mode is active (dynamo does not run
+    there: operation counting) or, with a warning, from the first time compiling fails."""
     core = "eager" if backend == "compiled" else backend
     fwd = functools.partial(_scan_out, spec=spec, backend=core)
     bwd = functools.partial(_scan_grads, spec=spec, backend=core)
     if backend != "compiled":
         return fwd, bwd
     compiled = [torch.compile(f, fullgraph=True, dynamic=False, backend=COMPILE_BACKEND) for f in (fwd, bwd)]
+    failed: list[str] = []
 
     def pick(eager: Callable, comp: Callable) -> Callable:
         def run(*args):
-            return eager(*args) if torch._C._len_torch_dispatch_stack() else comp(*args)
+            if failed or torch._C._len_torch_dispatch_stack():
+                return eager(*args)
+            try:
+                return comp(*args)
+            except Exception as err:  # no C++ compiler, unsupported platform …: the same function, eagerly
+                failed.append(repr(err))
+                warnings.warn(f"torch.compile of the TTT scan failed ({type(err).__name__}: {str(err)[:300]}); "
+                              "running it eagerly", RuntimeWarning, stacklevel=2)
+                return eager(*args)
         return run
 
     return pick(fwd, compiled[0]), pick(bwd, compiled[1])
