@@ -41,7 +41,7 @@ MODELS = {
     "timm_vit_s16": "timm vit_small_patch16_224",
     "au_ttt_attention": "AU-TTT ViT-S/16 with timm attention instead of Bi-TTT (our control)",
     "au_ttt_reference": "AU-TTT ViT-S/16, plain dual form through autograd (before the fast scan)",
-    "au_ttt_compiled": "AU-TTT ViT-S/16, model.compile: true (torch.compile of the scan steps)",
+    "au_ttt_compiled": "AU-TTT ViT-S/16, model.compile: true (torch.compile of the whole scan, forward and backward)",
 }
 SUBJECT, REFERENCE = "au_ttt_vit_s16", "timm_vit_s16"
 DEFAULT_MODELS = ("au_ttt_vit_s16", "timm_vit_s16", "au_ttt_attention")

@@ -92,3 +92,22 @@ def test_compiled_scan_falls_back_to_eager_when_compiling_fails(monkeypatch):
     finally:
         ttt_fast._functions.cache_clear()
         torch._dynamo.reset()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the interpreter checks run everywhere)")
+@pytest.mark.parametrize("seed,B,H,L,F,mb", [(0, 4, 6, 14 * 14 + 1, 64, 14), (1, 2, 2, 23, 16, 5)])
+def test_triton_kernels_on_cuda_equal_the_plain_dual_form(seed, B, H, L, F, mb, monkeypatch):
+    """The kernels compiled for the GPU (scripts/gpu_check.sh runs this first), true fp32 products."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    problem = _random_problem(seed, B, H, L, F, mb)
+    ref = [t.clone().requires_grad_(True) for t in problem]
+    gpu = [t.float().cuda().requires_grad_(True) for t in problem]
+    out_ref = ttt_linear(*ref[:8], mb, ref[8])
+    out = ttt_linear_fast(*gpu[:8], mb, gpu[8], backend="triton")
+    weight = torch.randn(out_ref.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    (out_ref * weight).sum().backward()
+    (out * weight.float().cuda()).sum().backward()
+    for a, b in [(out, out_ref)] + [(x.grad, y.grad) for x, y in zip(gpu, ref, strict=True)]:
+        err = (a.double().cpu() - b).abs().max().item()
+        assert err <= 2e-5 * b.abs().max().item(), err
