@@ -3,8 +3,9 @@
 # benchmark (224-896 px, forward and training step, bf16 autocast, synchronised timing, CUDA peak memory, the
 # attention control and model.compile: true alongside) and a short real training of the paper-size model (AdamW,
 # the paper's losses, bf16 with the TTT state in fp32) that must bring its loss down. Results:
-# results/bench/bench-cuda-bf16-*.json, scaling.png, train-check-cuda-*.json. Run from anywhere:   scripts/gpu_check.sh            (uses `au-ttt` on PATH)
-#                                               AU_TTT="python -m au_ttt.cli" scripts/gpu_check.sh
+# results/bench/bench-cuda-bf16-*.json, scaling.png, train-check-cuda-*.json.
+# Run from anywhere:   scripts/gpu_check.sh                          (uses `au-ttt` on PATH)
+#                      AU_TTT="python -m au_ttt.cli" scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 DVC_NO_ANALYTICS=1 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
