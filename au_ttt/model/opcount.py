@@ -7,8 +7,9 @@ small products such as the TTT scan. The count is deterministic (no timing, no s
 (``linear``, ``matmul``, ``layer_norm`` …) have been broken into the ones that run (``addmm``, ``bmm``,
 ``native_layer_norm`` …), and nothing that operation calls inside. Views (``view``, ``t``, ``unbind`` …)
 are counted too (they cost dispatcher time, not a kernel); :func:`count_ops` reports them separately.
-Code that runs outside the dispatcher (a compiled C++/Triton kernel of torch.compile) counts as the aten
-operations it still calls (its extern matrix products), so a compiled region counts as what it dispatches.
+A custom op (the Triton scan kernels, ``au_ttt::ttt_scan_*``) counts as one operation, like the kernel launch it
+is. torch.compile does not run under a dispatch mode, so a model with ``model.compile: true`` is counted as the
+eager program it compiles (its scan falls back to that program while a mode is active).
 """
 
 from __future__ import annotations
