@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "tables": "tables",
     "plan": "plan",
+    "dvc-stage": "dvc_stage",
 }
 
 

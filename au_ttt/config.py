@@ -26,7 +26,8 @@ from au_ttt.errors import InputError
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "describe_type", "from_dict", "load_section", "load_yaml", "to_dict"]
+__all__ = ["MAX_CONFIG_BYTES", "MAX_CONFIG_VALUES", "ConfigError", "describe_type", "from_dict", "load_section",
+           "load_yaml", "to_dict"]
 
 # A float literal as YAML 1.2 and every user writes it. PyYAML follows YAML 1.1, whose float needs a dot,
 # so `lr: 2e-3` arrives as the *string* "2e-3"; float fields accept such strings (and nothing else).
@@ -37,20 +38,71 @@ class ConfigError(InputError):
     """A configuration file or value is invalid; the message names the file, key and fix."""
 
 
+# A project config is a few KB and a few hundred YAML values. Both limits are checked before anything walks the
+# data: a "billion laughs" file (aliases of aliases) is a few KB on disk but expands to hundreds of millions of
+# values in any walk (validation, merge, json.dumps), and a 69 MB file took Snakemake 384 s and 4.5 GB to read.
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_VALUES = 100_000
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
+    """Read a YAML mapping, with errors that name the file; oversized files and alias bombs are refused unparsed."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (pass an existing YAML file, e.g. config/config.yaml)")
+    with path.open("rb") as stream:
+        raw = stream.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes, which no config is (config/paper.yaml "
+                          "is a few KB): pass the project's YAML config, not a data file")
+    loader = yaml.SafeLoader(raw)
     try:
-        data = yaml.safe_load(path.read_text())
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node, path)
+        data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply for a config") from None
+    finally:
+        loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Refuse a document whose values, every alias written out, exceed MAX_CONFIG_VALUES, or that contains itself.
+
+    PyYAML's composer keeps an alias as a second reference to its anchor's node, so counting with one memo per
+    node costs the size of the file, not of the expansion (iterative: deep nesting cannot overflow the stack).
+    """
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()          # the nodes on the current path: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if finished:
+            open_nodes.discard(id(node))
+            size[id(node)] = min(1 + sum(size[id(c)] for c in children), MAX_CONFIG_VALUES + 1)
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in open_nodes:
+            raise ConfigError(f"{path}: a YAML alias (*name) refers to an anchor (&name) that contains it, a "
+                              "structure without end: write the values out")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children)
+    if size[id(root)] > MAX_CONFIG_VALUES:
+        raise ConfigError(f"{path}: expands to more than {MAX_CONFIG_VALUES:,} YAML values once its aliases (*name) "
+                          "are written out (a project config has a few hundred): remove the aliases that repeat "
+                          "anchors (&name) of anchors and write the values out")
 
 
 def describe_type(tp: Any) -> str:
@@ -112,6 +164,10 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, float) or (isinstance(value, str) and _FLOAT_TEXT.match(value.strip())
+                                        and not value.strip().lstrip('+-').isdigit()):
+            raise ConfigError(f"{source}: key '{key}' has value {value!r}; allowed: an integer written with digits "
+                              "only (e.g. 384): a decimal point or an exponent (1e9) makes it a float")
         fail()
     if tp is float:
         if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):

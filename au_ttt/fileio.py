@@ -4,7 +4,8 @@ Every file or folder the pipeline produces goes through here. Temporary names st
 carry the writer's pid, so concurrent writers and a later glob never see them, and the next writer of
 the same target can tell a live writer's temporary from one a killed run left behind:
 
-- ``.NAME.<pid>.<random>.tmp``   a file being written by :func:`atomic_write`;
+- ``.NAME.<pid>.<random>.tmp``   a file being written by :func:`atomic_write` (or :func:`temp_file`);
+- ``.NAME.<pid>.<random>.tmp.EXT`` a file whose writer picks its format by extension (:func:`temp_file`);
 - ``.NAME.tmp-<pid>-<random>``   a folder being built by :func:`building_dir` (or :func:`make_temp_dir`);
 - ``.NAME.old.<pid>``            the previous folder while :func:`swap_in_dir` replaces it.
 
@@ -12,6 +13,8 @@ the same target can tell a live writer's temporary from one a killed run left be
 it first, so a killed run's leftovers disappear on the next run of the same stage. A temporary whose pid
 is alive (a concurrent writer, or an unrelated process that reused the pid) is left alone: at worst a
 hidden folder stays until a later run, but no writer ever deletes another live writer's work.
+:func:`sweep_stale_dir` does the same for every target in a folder, for writers whose targets change from
+run to run (``au-ttt predict`` names its CSVs after its inputs).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 __all__ = [
     "atomic_write", "atomic_write_json", "atomic_write_text", "building_dir", "make_temp_dir", "pid_alive",
-    "swap_in_dir", "sweep_stale", "umask_mode",
+    "swap_in_dir", "sweep_stale", "sweep_stale_dir", "temp_file", "umask_mode",
 ]
 
 
@@ -52,30 +55,28 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _stale_patterns(name: str) -> list[re.Pattern[str]]:
-    n = re.escape(name)
+def _stale_patterns(name: str | None) -> list[re.Pattern[str]]:
+    """Temporary-name patterns of target ``name`` (None: of any target); the writer's pid is group ``pid``."""
+    n = re.escape(name) if name is not None else ".+"
     rand = r"[a-z0-9_]{8}"                                   # tempfile's random part: exactly 8 of these
-    return [re.compile(rf"^\.{n}\.(\d+)\.{rand}\.tmp$"),      # atomic_write
-            re.compile(rf"^\.{n}\.tmp-(\d+)-{rand}$"),        # building_dir / make_temp_dir
-            re.compile(rf"^\.{n}\.old\.(\d+)$")]              # swap_in_dir
+    return [re.compile(rf"^\.{n}\.(?P<pid>\d+)\.{rand}\.tmp(\.[A-Za-z0-9]+)?$"),   # atomic_write, temp_file
+            re.compile(rf"^\.{n}\.tmp-(?P<pid>\d+)-{rand}$"),        # building_dir / make_temp_dir
+            re.compile(rf"^\.{n}\.old\.(?P<pid>\d+)$")]              # swap_in_dir
 
 
-def sweep_stale(target: str | Path) -> list[Path]:
-    """Remove the temporaries of ``target`` left by writers that are no longer running; returns them."""
-    target = Path(target)
+def _sweep(folder: Path, patterns: list[re.Pattern[str]]) -> list[Path]:
     try:
-        names = os.listdir(target.parent)
-    except FileNotFoundError:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    patterns = _stale_patterns(target.name)
     removed = []
     for name in names:
         for pattern in patterns:
             match = pattern.match(name)
             if match is None:
                 continue
-            if not pid_alive(int(match.group(1))):
-                path = target.parent / name
+            if not pid_alive(int(match.group("pid"))):
+                path = folder / name
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
                 else:
@@ -85,14 +86,34 @@ def sweep_stale(target: str | Path) -> list[Path]:
     return removed
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename it to ``path``."""
+def sweep_stale(target: str | Path) -> list[Path]:
+    """Remove the temporaries of ``target`` left by writers that are no longer running; returns them."""
+    target = Path(target)
+    return _sweep(target.parent, _stale_patterns(target.name))
+
+
+def sweep_stale_dir(folder: str | Path) -> list[Path]:
+    """Remove the temporaries of every target in ``folder`` whose writers are no longer running."""
+    return _sweep(Path(folder), _stale_patterns(None))
+
+
+def temp_file(path: str | Path, keep_suffix: bool = False) -> Path:
+    """A new empty temporary beside ``path`` (after sweeping dead writers' ones), named so that
+    :func:`sweep_stale` recognises it; ``keep_suffix`` ends it in ``path``'s extension too (for writers
+    that choose a format by it, such as OpenCV's VideoWriter)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                suffix=".tmp" + (path.suffix if keep_suffix else ""))
     os.close(fd)
-    tmp = Path(name)
+    return Path(name)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename it to ``path``."""
+    path = Path(path)
+    tmp = temp_file(path)
     try:
         write(tmp)
         os.chmod(tmp, umask_mode())

@@ -9,13 +9,16 @@ Torch-free: it is imported at DAG parse time.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from au_ttt.config import ConfigError
 
-__all__ = ["DEFAULTS", "RuleResources", "resolve_resources"]
+__all__ = ["DEFAULTS", "RuleResources", "resolve_resources", "visible_gpus"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,18 @@ def resolve_resources(overrides: Mapping[str, Any] | None, source: str = "workfl
                 raise ConfigError(f"{source}.{rule}.{key} is {value!r}; it must be an integer >= {low}")
         out[rule] = replace(DEFAULTS[rule], **values)
     return out
+
+
+def visible_gpus() -> int:
+    """GPUs visible here (CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`), without importing torch: what `au-ttt plan`
+    assumes and what `au-ttt dvc-stage` offers the DAG as `--resources gpu=N`."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.splitlines())

@@ -16,9 +16,9 @@
    kind, and the result goes to ``--out``.
 
 SynthAU frames are smaller than real ones (BP4D-format 240×320 vs 1040×1392): per-frame costs are stated at
-the size they were measured and the plan scales them by pixel count. GPU rates are the plan's (newest
-``au-ttt bench`` files in results/bench/, else timm's published ViT-S/16 throughput times the measured
-AU-TTT/ViT-S ratio), stated with their source in the output.
+the size they were measured and the plan scales them by pixel count. GPU rates are the plan's (a CUDA
+``au-ttt bench`` file in results/bench/, else the GPU cost model on AU-TTT's profiled op lists, on an
+A100 80GB SXM), stated with their source in the output, and the cost model's validation follows the tables.
 """
 
 from __future__ import annotations
@@ -97,7 +97,18 @@ def measure(work: Path, frames: dict[str, int]) -> dict:
 
 def project(config: dict, timings: Path, settings: list[tuple[str, int, int, int]]) -> list[str]:
     """Markdown tables of the full-size plan for each (label, cores, gpus, nodes)."""
-    from au_ttt.planning import RateBook, Resources, discover_bench, estimate, render_table
+    from au_ttt.planning import (
+        RateBook,
+        Resources,
+        cost_model,
+        discover_bench,
+        estimate,
+        pretrain_batch,
+        render_gpu_model,
+        render_table,
+        scan_path,
+        train_batch,
+    )
 
     os.chdir(REPO)  # sources are named relative to the repository, as `au-ttt plan` run there names them
     rates = RateBook()
@@ -108,6 +119,9 @@ def project(config: dict, timings: Path, settings: list[tuple[str, int, int, int
     for label, cores, gpus, nodes in settings:
         resources = Resources(cores=cores, gpus=gpus, nodes=nodes)
         out += [f"### {label}", "", render_table(estimate(config, resources, rates), resources, rates.files), ""]
+    batches = {"train": train_batch(config), "infer": train_batch(config), "pretrain": pretrain_batch(config, gpus=4)}
+    path, why = scan_path(config)
+    out += ["### Where the GPU rates come from", "", render_gpu_model(cost_model(), rates.gpu, path, batches, why), ""]
     return out
 
 
@@ -194,7 +208,9 @@ def main() -> None:
         "",
         "`au-ttt plan` with these timings (the same numbers `au-ttt plan --config config/paper.yaml --timings "
         "docs/scaling-timings.json` prints). Training and pretraining run on GPUs; their rates and sources are in each "
-        "table's notes. With `pretrain.source: timm_checkpoint` the pretraining row costs nothing.",
+        "table's notes: a model of the GPU step (per-op roofline and kernel-launch time on AU-TTT's profiled op "
+        "lists), not a measurement; its validation against published timm figures follows the tables. With "
+        "`pretrain.source: timm_checkpoint` the pretraining row costs nothing.",
         "",
         *project(paper, timings, [("1 CPU core, 1 GPU", 1, 1, 1), ("one machine: 8 cores, 4 GPUs", 8, 4, 1),
                                   ("4 Slurm nodes of 8 cores and 4 GPUs", 8, 4, 4)]),

@@ -2,6 +2,7 @@
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -12,14 +13,24 @@ from conftest import REPO
 BIN = Path(sys.executable).parent
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the repository's DAG in ``workdir`` (a killed run cannot hang a test: `timeout -k`)."""
+def address_space_limit(max_bytes: int | None):
+    """A ``preexec_fn`` capping the child's address space: a run that would eat the machine fails instead."""
+    if max_bytes is None:
+        return None
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900, max_bytes: int | None = None
+              ) -> subprocess.CompletedProcess:
+    """Run the repository's DAG in ``workdir`` (a killed run cannot hang a test: `timeout -k`); ``max_bytes``
+    caps its address space."""
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     cmd = ["timeout", "-k", "10", str(timeout), str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"),
            "-d", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60, env=env,
+                          preexec_fn=address_space_limit(max_bytes))
 
 
 def job_counts(output: str) -> dict[str, int]:

@@ -135,10 +135,10 @@ def test_cli_pipeline_on_a_tiny_synthau(tmp_path, capsys) -> None:
     """landmarks (dlib, provided, NME) → crops → heatmaps → loader-bench through the `au-ttt` CLI."""
     import json
 
-    synth = pytest.importorskip("au_ttt.data.synth.generate")
     from au_ttt.cli import main
+    from au_ttt.data.synth.generate import generate_synthau
 
-    synth.generate_synthau(tmp_path / "synth", seed=0, subjects_per_part=1, bp4d_tasks=1, bp4d_frames=4,
+    generate_synthau(tmp_path / "synth", seed=0, subjects_per_part=1, bp4d_tasks=1, bp4d_frames=4,
                            disfa_frames=2, progress=False)
     raw, idx, out = tmp_path / "synth" / "BP4D", tmp_path / "index.parquet", tmp_path / "out"
     assert main(["data", "index", "--dataset", "bp4d", "--root", str(raw), "--out", str(idx),

@@ -116,22 +116,59 @@ def test_bundle_whose_config_does_not_fit_its_weights_is_refused(exported, tmp_p
     assert message in capsys.readouterr().err
 
 
-def test_mlflow_pyfunc_gives_the_same_probabilities(exported, tmp_path):
+@pytest.fixture(scope="module")
+def pyfunc(exported):
+    """The logged pyfunc model, loaded through MLflow's Python API (as `mlflow models serve` loads it)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(exported["uri"])
+    try:
+        yield mlflow.pyfunc.load_model(f"runs:/{exported['run_id']}/model")
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_mlflow_pyfunc_gives_the_same_probabilities(exported, pyfunc, tmp_path, monkeypatch):
     import mlflow
 
     _, reference = _predict(exported["bundle"], exported["photos"], tmp_path / "ref")
-    mlflow.set_tracking_uri(exported["uri"])
-    try:
-        model = mlflow.pyfunc.load_model(f"runs:/{exported['run_id']}/model")
-        paths = [*sorted(str(p) for p in exported["photos"].iterdir()), str(tmp_path / "missing.png")]
-        out = model.predict(pd.DataFrame({"path": paths}))
-    finally:
-        mlflow.set_tracking_uri(None)
+    monkeypatch.setenv("AU_TTT_SERVE_ROOT", str(exported["photos"]))
+    paths = [*sorted(str(p) for p in exported["photos"].iterdir()), str(exported["photos"] / "missing.png")]
+    out = pyfunc.predict(pd.DataFrame({"path": paths}))
     assert out["error"].iloc[-1] == "not found" and int(out["success"].iloc[-1]) == 0
     out = out.iloc[:-1].drop(columns="error")
     pd.testing.assert_frame_equal(out.reset_index(drop=True), reference.reset_index(drop=True), check_dtype=False)
     status = mlflow.MlflowClient(exported["uri"]).get_run(exported["run_id"]).info.status
     assert status == "FINISHED"                                   # logging the model left the run as it was
+
+
+def test_the_served_model_reads_only_inside_its_root(exported, pyfunc, tmp_path, monkeypatch):
+    from au_ttt.predict.expand import OUTSIDE_ROOT
+
+    photos = exported["photos"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.fromarray(samples.astronaut()).save(outside / "real.png")
+    (outside / "text.png").write_text("not an image")
+    os.symlink(outside / "real.png", photos / "link-out.png")     # a link inside the root pointing out
+    try:
+        monkeypatch.setenv("AU_TTT_SERVE_ROOT", str(photos))
+        probes = [str(outside / "real.png"), str(outside / "text.png"), str(outside / "missing.png"), str(outside),
+                  str(outside / "*.png"), "../outside/real.png", "link-out.png", "/etc/passwd"]
+        out = pyfunc.predict(pd.DataFrame({"path": ["astronaut.png", *probes, "*.png"]}))
+    finally:
+        (photos / "link-out.png").unlink()
+    by_input = out.groupby("input", sort=False)
+    assert int(by_input.get_group("astronaut.png")["success"].iloc[0]) == 1    # relative paths: from the root
+    for probe in probes:                # existing image, non-image, missing, folder, glob, .., link: one answer
+        rows = by_input.get_group(probe)
+        assert len(rows) == 1 and rows["error"].iloc[0] == OUTSIDE_ROOT and int(rows["success"].iloc[0]) == 0, probe
+    globbed = {Path(p).name for p in out["input"] if str(p).startswith(str(photos))}
+    assert globbed == {"astronaut.png", "coffee.png", "group.png"}              # the glob skipped the link
+    monkeypatch.delenv("AU_TTT_SERVE_ROOT")
+    monkeypatch.chdir(tmp_path)                                   # default root: the server's current folder
+    out = pyfunc.predict(pd.DataFrame({"path": [str(photos / "astronaut.png"), "outside/real.png"]}))
+    assert out["error"].tolist()[0] == OUTSIDE_ROOT and int(out["success"].iloc[1]) == 1
 
 
 def test_predict_accepts_an_mlflow_model_uri(exported, tmp_path):
@@ -156,6 +193,7 @@ def test_mlflow_models_serve_answers_with_the_same_probabilities(exported, tmp_p
     # `mlflow models serve` execs uvicorn from PATH: the venv's bin must be on it even when pytest runs as
     # .venv/bin/python without an activated venv (as `make test` does)
     env = {**os.environ, "MLFLOW_TRACKING_URI": exported["uri"], "OMP_NUM_THREADS": "1",
+           "AU_TTT_SERVE_ROOT": str(exported["photos"]),
            "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     server = subprocess.Popen([str(mlflow_cli), "models", "serve", "-m", f"runs:/{exported['run_id']}/model",
                                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],

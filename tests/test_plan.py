@@ -21,7 +21,6 @@ from au_ttt.planning.rates import (
     DEFAULT_RATES,
     IMAGENET_TRAIN_IMAGES,
     IMAGENET_VAL_IMAGES,
-    TIMM_VIT_S16_GPU,
     VIT_S16,
     Geometry,
     ModelRate,
@@ -145,7 +144,9 @@ def test_ablation_dataset_outside_the_datasets_is_still_prepared_and_trained():
 def test_model_rates_scale_by_the_flop_proxy_and_bench_files_override(tmp_path):
     book = RateBook()
     rate, source = book.model(VIT_S16, "gpu", "train")
-    assert rate == pytest.approx(TIMM_VIT_S16_GPU["train"] * 2.083 / 5.494) and "timm" in source
+    assert "GPU cost model" in source and "au_ttt-train-eager.json" in source and "timm" in source
+    at_128 = book.model(VIT_S16, "gpu", "train", 128)   # launch-bound: a bigger batch amortises the launches
+    assert at_128[0] > rate and "at batch 128" in at_128[1]
     bigger = Geometry(448, 16, 384, 12)  # 785 tokens instead of 197
     scaled, source = book.model(bigger, "gpu", "train")
     assert scaled == pytest.approx(rate * 197 / 785) and "rough" in source
@@ -166,7 +167,7 @@ def test_model_rates_scale_by_the_flop_proxy_and_bench_files_override(tmp_path):
         path.write_text(json.dumps(cpu))
         book = RateBook().with_bench(path)
         assert book.model(VIT_S16, "cpu", "train")[0] == 1.0
-        assert book.model(VIT_S16, "gpu", "train")[0] == pytest.approx(TIMM_VIT_S16_GPU["train"] * 0.5)
+        assert book.model(VIT_S16, "gpu", "train") == RateBook().model(VIT_S16, "gpu", "train")  # no CPU ratio
 
 
 def test_the_current_bench_report_gives_training_rates():
@@ -248,7 +249,8 @@ def test_paper_config_prints_every_stage(tmp_path, capsys):
     assert main(["plan", "--config", str(REPO / "config" / "paper.yaml"), "--cores", "8", "--gpus", "4",
                  "--bench", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    rows = [ln.split("|")[1].strip() for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln]
+    stage_table = text[:text.index("Total if the stages")]
+    rows = [ln.split("|")[1].strip() for ln in stage_table.splitlines() if ln.startswith("| ") and "---" not in ln]
     assert rows[1:] == ["data check", "DISFA frames", "frame index", "landmarks", "crops", "heatmaps", "pretraining",
                         "training", "cross-domain evaluation", "tables"]
     plan = json.loads(out.read_text())
@@ -258,6 +260,14 @@ def test_paper_config_prints_every_stage(tmp_path, capsys):
     assert f"costs {plan['imagenet_pretraining_gpu_days']:,.1f} GPU-days" in text
     assert "`pretrain.source: timm_checkpoint` costs 0" in text and "Sources:" in text
     assert plan["rate_files"] == [] and "built-in defaults" in text
+    # the GPU rows come from the cost model, whose calibration and validation the plan prints
+    assert "GPU cost model" in pre["source"] and "benchmark-train-amp-nchw-pt112-cu113-rtx3090.csv" in pre["source"]
+    assert "batch 256 per GPU" in pre["note"]                       # 1024 split over 4 GPUs
+    gm = plan["gpu_model"]
+    assert gm["all_within_tolerance"] and len(gm["validation"]) == len(re.findall(r"^\| timm .* %", text, re.M))
+    assert f"All {len(gm['validation'])} within 25%: yes" in text
+    assert gm["au_ttt"]["train"]["batch"] == 64 and gm["au_ttt"]["pretrain"]["batch"] == 256
+    assert "eager path (model.compile: false, the config's path)" in text
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):
@@ -269,6 +279,72 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     bad.write_text(yaml.safe_dump(cfg))
     assert main(["plan", "--config", str(bad), "--gpus", "0", "--bench"]) == 2
     assert "unknown key 'train.epochz'" in capsys.readouterr().err
+
+
+def _plan_error(tmp_path, capsys, edit) -> tuple[Path, str]:
+    """`au-ttt plan` on config/config.yaml changed by ``edit``: must exit 2 with exactly one stderr line."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    edit(cfg)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    assert main(["plan", "--config", str(bad), "--gpus", "0", "--bench"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return bad, lines[0]
+
+
+@pytest.mark.parametrize(("where", "typo", "allowed"), [
+    ((), "shard_subject", "ablation_dataset, cross_domain_model_part, cross_domain_test, data, data_check, "
+                          "datasets, full_variant, pretrain, resources, results, roots, shard_subjects, synthau, "
+                          "test_parts"),
+    (("synthau",), "seeds", "bp4d_frames, bp4d_tasks, disfa_frames, root, seed, subjects_per_part"),
+    (("resources", "train"), "gpu", "gpus, mem_mb, runtime, threads"),
+])
+def test_workflow_typos_are_refused_as_the_dag_refuses_them(tmp_path, capsys, where, typo, allowed):
+    """The DAG's schema rejects unknown `workflow.*` keys; the plan checks the same schema (one definition)."""
+    def edit(cfg):
+        node = cfg["workflow"]
+        for key in where:
+            node = node[key]
+        node[typo] = 1
+
+    bad, line = _plan_error(tmp_path, capsys, edit)
+    key = ".".join(("workflow", *where, typo))
+    assert line == f"au-ttt plan: error: {bad}: unknown key '{key}'; allowed keys here: {allowed} " \
+                   "(schema: config.schema.yaml)"
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), [
+    ("subjects_per_part", 100, "an integer in 1..14 (14 takes every published subject of both datasets)"),
+    ("subjects_per_part", 0, "an integer in 1..14"),
+    ("disfa_frames", 10**12, "an integer in 2..4,845 (a DISFA video has 4,845 frames)"),
+    ("bp4d_frames", 1, "an integer in 2..4,845"),
+    ("bp4d_tasks", 9, "an integer in 1..8 (BP4D has tasks T1–T8)"),
+    ("seed", -1, "an integer in 0..4,294,967,295"),
+])
+def test_absurd_synthau_sizes_are_one_line(tmp_path, capsys, key, value, allowed):
+    bad, line = _plan_error(tmp_path, capsys, lambda cfg: cfg["workflow"]["synthau"].update({key: value}))
+    assert line.startswith(f"au-ttt plan: error: {bad}: key 'workflow.synthau.{key}' has value {value}; "
+                           f"allowed: {allowed}")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda wf: wf.update(data="rea"), "key 'workflow.data' has value 'rea'; allowed: one of 'synthau', 'real'"),
+    (lambda wf: wf.pop("results"), "required key 'workflow.results' is missing"),
+    (lambda wf: wf.update(datasets="bp4d"), "key 'workflow.datasets' has value 'bp4d'; allowed: a list"),
+    (lambda wf: wf.update(shard_subjects=0), "key 'workflow.shard_subjects' has value 0; allowed: >= 1"),
+    (lambda wf: wf["synthau"].update(seed="0"), "key 'workflow.synthau.seed' has value '0'; allowed: an integer"),
+])
+def test_schema_violations_in_the_packages_wording(tmp_path, capsys, edit, message):
+    bad, line = _plan_error(tmp_path, capsys, lambda cfg: edit(cfg["workflow"]))
+    assert line == f"au-ttt plan: error: {bad}: {message}"
+
+
+def test_shipped_configs_pass_the_workflow_check():
+    from au_ttt.workflow_config import check_config_file
+
+    for path in [REPO / "config/config.yaml", REPO / "config/paper.yaml", REPO / ".test/config/config.yaml"]:
+        assert check_config_file(path)["workflow"]
 
 
 def test_demo_config_and_defaults_agree_with_the_code():

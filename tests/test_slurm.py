@@ -6,6 +6,7 @@ also runs the whole tiny DAG through Slurm and compares every table with a local
 Needs root to install and start the daemons; skipped (with the reason) where that is impossible.
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -21,26 +22,51 @@ from dag import job_counts, snakemake, workdir
 LOCAL_RULES = {"synthau", "frame_index", "pretrain_digits", "tables", "all"}
 
 
-def _slurm_is_up() -> bool:
-    if not shutil.which("sinfo"):
-        return False
-    res = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, check=False)
-    return res.returncode == 0 and ("idle" in res.stdout or "mix" in res.stdout)
+SLURM_ROOT = Path(os.environ.get("AU_TTT_SLURM_ROOT", "/var/lib/au-ttt-slurm"))
+STALE = "planted-by-test-slurm"
 
 
 @pytest.fixture(scope="module")
 def slurm():
-    """A running one-node Slurm; started (and stopped afterwards) by this fixture when none runs."""
-    started = False
-    if not _slurm_is_up():
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.skip("no Slurm running, and bringing one up needs root and apt-get (scripts/slurm-up.sh)")
-        res = subprocess.run([str(REPO / "scripts/slurm-up.sh")], capture_output=True, text=True, timeout=900)
-        assert res.returncode == 0, res.stdout + res.stderr
-        started = True
-    yield
-    if started:
-        subprocess.run([str(REPO / "scripts/slurm-down.sh")], check=False, timeout=120)
+    """A one-node Slurm brought up from empty state by scripts/slurm-up.sh, stopped by slurm-down.sh afterwards.
+
+    Every run is a first bring-up (the script wipes and recreates its state root), so a machine that ran this
+    before tests exactly what a new machine does. Clients find the cluster through SLURM_CONF.
+    """
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("bringing up Slurm needs root and apt-get (scripts/slurm-up.sh installs Debian packages)")
+    env = {**os.environ, "AU_TTT_SLURM_ROOT": str(SLURM_ROOT)}
+    # one test session at a time per cluster root: a second session's bring-up would wipe this one's cluster
+    SLURM_ROOT.parent.mkdir(parents=True, exist_ok=True)
+    lock = (SLURM_ROOT.parent / f"{SLURM_ROOT.name}.test-lock").open("w")
+    deadline = time.monotonic() + 3600
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"another test session held {lock.name} for an hour")
+            time.sleep(1)
+    (SLURM_ROOT / "slurmctld").mkdir(parents=True, exist_ok=True)   # state an earlier bring-up could have left
+    (SLURM_ROOT / "slurmctld" / STALE).write_text("an earlier cluster's state\n")
+    res = subprocess.run([str(REPO / "scripts/slurm-up.sh")], capture_output=True, text=True, timeout=900, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLURM_CONF", str(SLURM_ROOT / "etc/slurm.conf"))
+        yield
+    down = subprocess.run([str(REPO / "scripts/slurm-down.sh")], capture_output=True, text=True, timeout=180, env=env)
+    lock.close()
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_every_bring_up_is_a_first_bring_up(slurm):
+    """The state root was wiped (the planted state is gone), so this run went through the fresh-database path
+    that used to kill slurmctld on new machines; the controller registered its cluster with slurmdbd."""
+    assert not (SLURM_ROOT / "slurmctld" / STALE).exists()
+    clusters = subprocess.run(["sacctmgr", "-n", "-P", "show", "cluster", "format=Cluster"], capture_output=True,
+                              text=True, check=True).stdout.split()
+    assert clusters == ["au-ttt"], clusters
 
 
 def _through_slurm(work: Path, target: str) -> tuple[subprocess.CompletedProcess, str]:
@@ -101,3 +127,28 @@ def test_tiny_dag_through_slurm_equals_local(slurm, tmp_path):
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     for table in ("table1.csv", "table2.csv", "table3.csv"):
         assert (work / "results/tables" / table).read_text() == (local / "results/tables" / table).read_text()
+
+
+def test_slurm_down_stops_marked_daemons_and_jobs_and_spares_the_rest(tmp_path):
+    """A daemon of the cluster whose pid file is gone is still stopped (found by the environment marker that
+    slurm-up.sh gives every daemon), and so is a job process of the cluster whose slurmstepd died; a pid file
+    whose pid now belongs to someone else, and a client that only points at the cluster, are left alone."""
+    root = tmp_path / "cluster"
+    (root / "run").mkdir(parents=True)
+    conf = f"{root}/etc/slurm.conf"
+    sleep = lambda **env: subprocess.Popen(["sleep", "600"], env={**os.environ, **env})  # noqa: E731
+    stray = sleep(AU_TTT_SLURM_DAEMON=str(root))
+    job = sleep(SLURM_CONF=conf, SLURM_JOB_ID="7")
+    client = sleep(SLURM_CONF=conf)
+    bystander = sleep()
+    (root / "run" / "slurmd.pid").write_text(f"{bystander.pid}\n")   # a stale pid file, its pid reused
+    try:
+        res = subprocess.run([str(REPO / "scripts/slurm-down.sh")], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "AU_TTT_SLURM_ROOT": str(root)})
+        assert res.returncode == 0, res.stderr
+        assert stray.wait(timeout=60) == -15 and job.wait(timeout=60) == -15   # SIGTERM, from the down script
+        assert bystander.poll() is None and client.poll() is None
+    finally:
+        for proc in (stray, job, client, bystander):
+            proc.kill()
+            proc.wait()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -166,11 +168,52 @@ def test_occurrence_rates_and_cooccurrence(dataset):
 
 
 def test_bad_input_and_existing_output(tmp_path):
-    with pytest.raises(InputError, match="subjects_per_part"):
+    with pytest.raises(InputError, match=r"--subjects-per-part 15: allowed: an integer in 1\.\.14"):
         generate_synthau(tmp_path / "x", subjects_per_part=15, progress=False)
     (tmp_path / "exists").mkdir()
     with pytest.raises(InputError, match="--overwrite"):
         generate_synthau(tmp_path / "exists", progress=False)
+
+
+@pytest.mark.parametrize(("flag", "value", "allowed", "isolated"), [
+    ("--seed", "-1", "an integer in 0..4,294,967,295", False),                # numpy refused it with a traceback
+    ("--disfa-frames", "100000000000", "an integer in 2..4,845 (a DISFA video has 4,845 frames)", True),
+    ("--bp4d-frames", "100000", "an integer in 2..4,845", True),
+    ("--subjects-per-part", "0", "an integer in 1..14", False),
+    ("--bp4d-tasks", "9", "an integer in 1..8 (BP4D has tasks T1–T8)", False),
+    ("--unknown-standard", "-1", "an integer in 0..58,140", False),
+])
+def test_absurd_sizes_are_one_line_before_any_work(tmp_path, capsys, flag, value, allowed, isolated):
+    """The big sizes ran for minutes unchecked (a 1.5 TiB label array): they run in a process of their own under
+    a timeout and an address-space cap, so a regression fails instead of eating the machine."""
+    from dag import BIN, address_space_limit
+    from limits import CAP
+
+    from au_ttt.cli import main
+
+    args = ["synth", "--out", str(tmp_path / "s"), "--subjects-per-part", "1", "--bp4d-tasks", "1",
+            "--bp4d-frames", "2", "--disfa-frames", "2", "--no-progress", flag, value]
+    if isolated:
+        result = subprocess.run([str(BIN / "au-ttt"), *args], capture_output=True, text=True, timeout=300,
+                                preexec_fn=address_space_limit(CAP), env={**os.environ, "OMP_NUM_THREADS": "1"})
+        status, err = result.returncode, result.stderr
+    else:
+        status, err = main(args), capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert status == 2, err[-2000:]
+    assert len(lines) == 1 and lines[0].startswith(f"au-ttt synth: error: {flag} {value}: allowed: {allowed}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_limits_allow_the_published_sizes(tmp_path):
+    """The largest SynthAU is the published protocol's size: every subject, T1–T8, a full DISFA video."""
+    from au_ttt.data.protocol import BP4D_PARTS, DISFA_FRAMES_PER_VIDEO
+    from au_ttt.data.synth_limits import synthau_size_problem
+
+    assert synthau_size_problem("subjects_per_part", max(len(p) for p in BP4D_PARTS.values())) is None
+    assert synthau_size_problem("bp4d_tasks", 8) is None
+    assert synthau_size_problem("disfa_frames", DISFA_FRAMES_PER_VIDEO) is None
+    assert synthau_size_problem("seed", True) is not None  # a YAML `yes` is not a seed
 
 
 def test_cli_defaults_match_library():

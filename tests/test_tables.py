@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from predkit import subjects_of, write_predictions
 
 from au_ttt.cli import main
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS
@@ -31,16 +32,24 @@ CROSS = {("bp4d", "disfa"): (0.30, 0.20, 0.40, 0.50, 0.60), ("disfa", "bp4d"): (
 PUBLISHED_SNIPPETS = ["65.6", "66.4", "48.7", "57.2", "62.1", "58.9", "AUFormer", "FG-Net", "(paper)"]
 
 
+def ci(value: str) -> str:
+    """Regex of a rendered cell: ``value`` followed by its interval, e.g. ``63.0 [57.6, 66.8]``."""
+    return re.escape(value) + r" \[[-+]?\d+\.\d, [-+]?\d+\.\d\]"
+
+
 def write_run(root: Path, dataset: str, part: int, variant: str | None, mean: float, floor: float = 0.3,
               tracking: dict | None = None) -> Path:
-    """A fake `au-ttt train` directory: per-AU F1 = mean ± 0.05 on AU1/AU2 (their mean stays `mean`)."""
+    """A fake `au-ttt train` directory: per-AU F1 = mean ± 0.05 on AU1/AU2 (their mean stays `mean`), with
+    per-frame predictions of exactly that F1 on the part's four fake subjects."""
     out = root / f"{dataset}-{variant}-test{part}"
     out.mkdir(parents=True)
     f1 = {f"AU{a}": mean for a in AUS[dataset]}
     f1["AU1"], f1["AU2"] = mean + 0.05, mean - 0.05
+    frames = write_predictions(out, AUS[dataset], f1, subjects_of(dataset, part), name=str(root))
     metrics = {"run": out.name, "dataset": dataset, "test_part": part, "variant": variant,
                "epoch_policy": "last epoch", "aus": list(AUS[dataset]), "f1": f1, "f1_mean": mean,
-               "all_positive_f1_mean": floor, "test_frames": 100, BEST_KEY: {"epoch": 3, "f1_mean": mean + 0.01}}
+               "all_positive_f1_mean": floor, "test_frames": frames,
+               BEST_KEY: {"epoch": 3, "f1_mean": mean + 0.01}}
     (out / "metrics.json").write_text(json.dumps(metrics))
     if tracking is not None:
         (out / "tracking.json").write_text(json.dumps(tracking))
@@ -50,6 +59,8 @@ def write_run(root: Path, dataset: str, part: int, variant: str | None, mean: fl
 def write_cross(root: Path, source: str, target: str, values: tuple[float, ...], test_set: str | None = None) -> Path:
     out = root / f"{source}_to_{target}"
     out.mkdir(parents=True)
+    f1 = {f"AU{a}": v for a, v in zip(CROSS_DOMAIN_AUS, values, strict=True)}
+    write_predictions(out, CROSS_DOMAIN_AUS, f1, [s for p in (1, 2, 3) for s in subjects_of(target, p)])
     metrics = {"run": str(root / "nowhere"), "source": source, "target": target, "trained_on_parts": [2, 3],
                "test_set": test_set or f"entire {target} dataset", "variant": "au_roi_ttt",
                "epoch_policy": "last epoch", "aus": list(CROSS_DOMAIN_AUS),
@@ -76,6 +87,14 @@ def runs(tmp_path):
     return {"t1": t1, "t2": t2, "t3": t3, "out": tmp_path / "results"}
 
 
+def _without_intervals(path: Path, text: str) -> str:
+    """``text`` less its interval bounds: ``[lo, hi]`` in md/tex/REPORT.md, the lo/hi columns of a CSV."""
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path)
+        return frame.drop(columns=[c for c in frame.columns if c.endswith((" lo", " hi"))]).to_csv(index=False)
+    return re.sub(r"\[[^\]]*\]", "", text)
+
+
 def _texts(out: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted(out.rglob("*")) if p.suffix in (".md", ".tex", ".csv")}
 
@@ -93,18 +112,21 @@ def test_synthau_cli_tables_figure_report_and_mlflow(runs, tmp_path):
     for name, text in texts.items():
         if name.endswith(".md") or name.endswith(".tex"):
             assert "SynthAU (synthetic data)" in text, name
-        for snippet in PUBLISHED_SNIPPETS:
-            assert snippet not in text, (name, snippet)
+        for snippet in PUBLISHED_SNIPPETS:  # interval bounds are this run's: they may spell 48.7 by chance
+            assert snippet not in _without_intervals(out / "tables" / name, text), (name, snippet)
     t1 = texts["table1.md"]
-    assert re.search(r"\| AU-TTT \(this run\) \| 63\.0 \| 55\.0 \|", t1)
+    assert re.search(rf"\| AU-TTT \(this run\) \| {ci('63.0')} \| {ci('55.0')} \|", t1)
     assert re.search(r"\| All-positive floor .*\| 42\.0 \| 23\.0 \|", t1)
-    assert "| Avg. | 63.0 | 55.0 |" in texts["table1_per_au.md"]
-    assert "| AU1 | 68.0 | 60.0 |" in texts["table1_per_au.md"]  # AU1 = fold mean + 5 points
-    assert "| AU7 | 63.0 | – |" in texts["table1_per_au.md"]  # DISFA has no AU7
-    ours_cross = r"AU-TTT \(this run\) \| 30\.0 \| 20\.0 \| 40\.0 \| 50\.0 \| 60\.0 \| 40\.0 \| 45\.0 .*\| 55\.0 \|"
+    assert re.search(rf"\| Avg\. \| {ci('63.0')} \| {ci('55.0')} \|", texts["table1_per_au.md"])
+    assert re.search(rf"\| AU1 \| {ci('68.0')} \| {ci('60.0')} \|", texts["table1_per_au.md"])  # fold mean + 5
+    assert re.search(rf"\| AU7 \| {ci('63.0')} \| – \|", texts["table1_per_au.md"])  # DISFA has no AU7
+    ours_cross = (r"AU-TTT \(this run\) \| " + r" \| ".join(ci(v) for v in ("30.0", "20.0", "40.0", "50.0", "60.0",
+                                                                       "40.0", "45.0")) + rf" .*\| {ci('55.0')} \|")
     assert re.search(ours_cross, texts["table2.md"])
-    assert "| au_roi_ttt | ✓ |  | ✓ | ✓ | ✓ | ✓ | 57.0 | 2.0 |" in texts["table3.md"]
-    assert "| baseline | ✓ |  |  |  |  |  | 52.0 | 2.0 |" in texts["table3.md"]
+    assert re.search(rf"\| au_roi_ttt \| ✓ \|  \| ✓ \| ✓ \| ✓ \| ✓ \| {ci('57.0')} \| 2\.0 \|", texts["table3.md"])
+    assert re.search(rf"\| baseline \| ✓ \|  \|  \|  \|  \|  \| {ci('52.0')} \| 2\.0 \|", texts["table3.md"])
+    assert "subject-level bootstrap" in texts["table3.md"] and "Only 4 test subjects" in texts["table3.md"]
+    assert "Paired comparisons" in texts["comparisons.md"] and "reproduction.md" not in texts  # no verdicts
     assert (out / "figures" / "figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = texts["REPORT.md"]
     assert "last epoch" in report and "optimistic" in report and "![Figure 1](figures/figure1.png)" in report
@@ -119,6 +141,11 @@ def test_synthau_cli_tables_figure_report_and_mlflow(runs, tmp_path):
     run = MlflowClient(tracking_uri=tracking_uri(tcfg)).get_run(get_or_create_parent(tcfg, "table1/bp4d/au_roi_ttt"))
     assert run.data.metrics["f1_mean.fold_mean"] == pytest.approx(0.63)
     assert run.data.metrics["f1_mean.fold_std"] == pytest.approx(0.03)
+    lo, hi = run.data.metrics["f1_mean.fold_mean.ci95_lo"], run.data.metrics["f1_mean.fold_mean.ci95_hi"]
+    csv = pd.read_csv(out / "tables" / "table1.csv").set_index("source")
+    assert (lo, hi) == pytest.approx((csv.at["this run", "BP4D lo"] / 100, csv.at["this run", "BP4D hi"] / 100),
+                                     abs=1e-5)  # the CSV keeps 6 significant digits
+    assert lo < hi and "f1_AU1.fold_mean.ci95_lo" in run.data.metrics
     assert f"/runs/{run.info.run_id})" in report
     assert "disfa/au_roi_ttt" in report  # untracked runs: `au-ttt train`'s default parent name
     # the store is named as the config names it; no sqlite URI with this machine's absolute path
@@ -133,15 +160,21 @@ def test_real_tables_show_paper_rows_and_differences(runs):
     t1, t2, t3 = texts["table1.md"], texts["table2.md"], texts["table3.md"]
     assert "synthetic" not in t1.lower() and "synthetic" not in texts["REPORT.md"].lower()
     assert "| AU-TTT (paper) | - | 65.6 | 66.4 |" in t1 and "| AUFormer [13] | ECCV 24 | 66.2 | 66.4 |" in t1
-    assert "| Difference (this run − paper) |  | -2.6 | -11.4 |" in t1
+    assert re.search(rf"\| Difference \(this run − paper\) \|  \| {ci('-2.6')} \| {ci('-11.4')} \|", t1)
     assert "| ME-GraphAU* [10] | 43.3 |" in t2 and "| BG-AU [42] | – | – | – | – | – | 38.8 |" in t2
     assert re.search(r"\| AU-TTT \(paper\) \|.*\| 48\.7 \|.*\| 57\.2 \|", t2)
-    assert re.search(r"\| Difference \(this run − paper\) \| -16\.0 \|.*\| -8\.7 \|.*\| -2\.2 \|", t2)
-    assert "| au_roi_ttt | ✓ |  | ✓ | ✓ | ✓ | ✓ | 62.1 | 57.0 | -5.1 | 2.0 |" in t3
-    assert "| original_ttt | ✓ | ✓ |  |  |  |  | 60.1 | 53.0 | -7.1 | 2.0 |" in t3
+    assert re.search(rf"\| Difference \(this run − paper\) \| {ci('-16.0')} \|.*\| {ci('-8.7')} \|.*\| "
+                     rf"{ci('-2.2')} \|", t2)
+    assert re.search(rf"\| au_roi_ttt \| ✓ \|  \| ✓ \| ✓ \| ✓ \| ✓ \| 62\.1 \| {ci('57.0')} \| {ci('-5.1')} \| 2\.0 \|",
+                     t3)
+    assert re.search(rf"\| original_ttt \| ✓ \| ✓ \|  \|  \|  \|  \| 60\.1 \| {ci('53.0')} \| {ci('-7.1')} \| "
+                     r"2\.0 \|", t3)
     csv = pd.read_csv(runs["out"] / "tables" / "table1.csv")
     ours = csv[csv["source"] == "this run"].iloc[0]
     assert ours["BP4D"] == pytest.approx(63.0) and ours["BP4D std"] == pytest.approx(3.0)
+    diff = csv[csv["source"] == "this run − paper"].iloc[0]  # the difference's interval is ours less the paper's
+    assert (diff["BP4D lo"], diff["BP4D hi"]) == pytest.approx((ours["BP4D lo"] - 65.6, ours["BP4D hi"] - 65.6),
+                                                               abs=1e-3)
     assert ours["DISFA std"] == pytest.approx(math.sqrt(21)) and ours["DISFA test2"] == pytest.approx(56.0)
     assert ours["BP4D optimistic best-epoch"] == pytest.approx(64.0)
     tex = texts["table2.tex"]
@@ -152,6 +185,17 @@ def test_real_tables_show_paper_rows_and_differences(runs):
     assert rows and all(len(re.findall(r"(?<!\\)&", ln)) == 12 for ln in rows)  # 13 columns everywhere
     assert "$\\checkmark$" in texts["table3.tex"] and "au\\_roi\\_ttt" in texts["table3.tex"]
     assert "tracking is disabled in the config" in texts["REPORT.md"]
+    verdicts = pd.read_csv(runs["out"] / "tables" / "reproduction.csv")
+    assert len(verdicts) == 20  # Table I: 2, Table II: 2 × 6, Table III: 6 (the cells the paper prints)
+    k = int((verdicts["Verdict"] == "reproduced").sum())
+    report = texts["REPORT.md"]
+    assert report.split("\n")[2].startswith(f"**Reproduction: {k} of 20 cells reproduced**")  # the first line
+    bp4d = verdicts.set_index("Cell").loc["Table I BP4D"]  # 63.0 vs 65.6, interval from 4 subjects per fold
+    assert bp4d["Verdict"] == ("reproduced" if bp4d["This run lo"] <= 65.6 <= bp4d["This run hi"] else "not reproduced")
+    assert bp4d["This run − paper"] == pytest.approx(63.0 - 65.6)
+    for _, v in verdicts[verdicts["Verdict"] == "not reproduced"].iterrows():  # listed in words, with the difference
+        assert f"- {v['Cell']}: this run {v['This run']:.1f} [" in report
+    assert "## Which differences are distinguishable from noise" in report and "paired comparisons" in report
     assert (runs["out"] / "figures" / "figure1.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -254,3 +298,16 @@ def test_parent_name_collision_gets_table_prefix(runs):
     assert _claim(claimed, "bp4d/au_roi_ttt", "table1", t1) == "bp4d/au_roi_ttt"
     assert _claim(claimed, "bp4d/au_roi_ttt", "table1", t1) == "bp4d/au_roi_ttt"  # same runs: same parent
     assert _claim(claimed, "bp4d/au_roi_ttt", "table3", t3) == "table3/bp4d/au_roi_ttt"
+
+
+def test_ablation_on_disfa_gets_no_table3_verdicts(tmp_path):
+    """The paper's Table III is on BP4D: an ablation on DISFA is compared with nothing."""
+    t1 = [write_run(tmp_path / "t1", d, p, "au_roi_ttt", WITHIN[d][p - 1]) for d in ("bp4d", "disfa")
+          for p in (1, 2, 3)]
+    t2 = [write_cross(tmp_path / "t2", s, t, v) for (s, t), v in CROSS.items()]
+    t3 = [write_run(tmp_path / "t3", "disfa", p, v, 0.5) for v in VARIANTS for p in (1, 2, 3)]
+    make_tables("real", t1, t2, t3, tmp_path / "out")
+    cells = pd.read_csv(tmp_path / "out" / "tables" / "reproduction.csv")["Cell"]
+    assert len(cells) == 14 and not cells.str.startswith("Table III").any()
+    comparisons = pd.read_csv(tmp_path / "out" / "tables" / "comparisons.csv")
+    assert set(comparisons["Dataset"]) == {"DISFA"} and len(comparisons) == 9  # 5 rows above + 4 baselines

@@ -1,9 +1,12 @@
 """Our attention control in Table III: an extra row after the paper's six, labelled as ours in md, tex, csv and
 REPORT.md, never beside a paper number."""
 
+import re
+
 import pandas as pd
+import pytest
 from conftest import REPO
-from test_tables import CROSS, FLOOR, WITHIN, write_cross, write_run
+from test_tables import CROSS, FLOOR, WITHIN, ci, write_cross, write_run
 
 from au_ttt.settings import load_settings
 from au_ttt.tables import make_tables
@@ -33,9 +36,9 @@ def test_attention_control_row_is_labelled_ours_everywhere(tmp_path):
         assert label in row and "our control, not in the paper" in row
         assert row.split("|")[2:8] == [" ✓ ", "  ", " ✓ ", "  ", "  ", " ✓ "]   # baseline, MSP, AU RoI
         if data == "real":                                                    # no paper value, no Δ
-            assert row.endswith("| – | 58.0 | – | 2.0 |")
+            assert re.search(rf"\| – \| {ci('58.0')} \| – \| 2\.0 \|$", row)
         else:
-            assert "| 58.0 | 2.0 |" in row                                    # 3-fold mean 52 + 6, std 2
+            assert re.search(rf"\| {ci('58.0')} \| 2\.0 \|", row)           # 3-fold mean 52 + 6, std 2
         assert "our control, not in the paper" in (out / "tables/table3.tex").read_text()
         csv = pd.read_csv(out / "tables/table3.csv")
         control = csv[csv["Variant"].str.startswith("attention_control")]
@@ -51,3 +54,26 @@ def test_table3_without_control_runs_has_only_the_paper_rows(tmp_path):
     t1, t2, t3 = _runs(tmp_path / "runs", with_control=False)
     make_tables("synthau", t1, t2, t3, tmp_path / "out")
     assert "attention_control" not in (tmp_path / "out/tables/table3.md").read_text()
+
+
+def test_control_is_compared_paired_in_tables_i_and_iii(tmp_path):
+    """Data-driven comparisons: the control against the row above it (Table III) and AU-TTT against it (Table I),
+    with the different initialisation (run.json) named beside the difference."""
+    import json
+
+    t1, t2, t3 = _runs(tmp_path / "runs", with_control=True)
+    for run in t1:
+        (run / "run.json").write_text(json.dumps({"pretrained": "results/pretrain/backbone.safetensors"}))
+    for run in t3:
+        (run / "run.json").write_text(json.dumps({"pretrained": None}))
+    make_tables("synthau", t1, t2, t3, tmp_path / "out")
+    csv = pd.read_csv(tmp_path / "out/tables/comparisons.csv").set_index("Comparison")
+    above = csv.loc["attention_control − au_roi_ttt"]
+    assert above["Against"] == "row above" and above["Difference (points)"] == pytest.approx(1.0)  # 58 − 57
+    table1 = csv.loc["AU-TTT (this run) − attention_control (our control)"]
+    assert table1["Table"] == "Table I" and table1["Dataset"] == "BP4D"
+    assert table1["Difference (points)"] == pytest.approx(63.0 - 58.0)
+    assert "pretrained backbone" in table1["Note"] and "scratch" in table1["Note"]
+    assert isinstance(above["Note"], float)  # both from scratch: no note (empty CSV cell)
+    report = (tmp_path / "out/REPORT.md").read_text()
+    assert "Table I (BP4D), AU-TTT (this run) − attention_control (our control): +5.0 points [" in report

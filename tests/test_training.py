@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -34,10 +33,14 @@ train_run(s, SPEC, ToyAUDataset(96, 0), ToyAUDataset(48, 1), {out!r}, device="cp
 """
 
 
-def _run_script(out, inputs, resume: bool) -> subprocess.Popen:
+def _run_script(out, inputs, resume: bool, stop_at: str | None = None) -> subprocess.Popen:
     code = RUNNER.format(tests=str(REPO / "tests"), inputs=str(inputs), out=str(out), resume=resume)
-    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop(ENV_STOP_AT, None)
+    if stop_at:
+        env[ENV_STOP_AT] = stop_at   # the run stops itself (SIGSTOP) exactly there
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def test_training_learns_and_writes_the_run_directory(tmp_path):
@@ -52,6 +55,9 @@ def test_training_learns_and_writes_the_run_directory(tmp_path):
                  "curves.png", "run.json"):
         assert (tmp_path / "run" / name).is_file(), name
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 4
+    from au_ttt.tables.uncertainty import read_counts  # the tables read these predictions: subjects, same F1
+
+    assert read_counts(tmp_path / "run", metrics.aus, metrics.f1, "-").subjects == ("T0", "T1", "T2", "T3")
 
 
 @pytest.mark.slow
@@ -62,13 +68,14 @@ def test_resume_after_kill_reaches_identical_metrics(tmp_path):
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
 
     killed = tmp_path / "killed"
-    proc = _run_script(killed, inputs, resume=False)
-    deadline = time.time() + 240
-    while not (killed / "checkpoint.pt").exists():      # wait for epoch 1's checkpoint, then kill mid-epoch 2
-        if time.time() > deadline or proc.poll() is not None:  # a guard on the wait, not a speed bound
-            pytest.fail("training ended before it could be killed")
-        time.sleep(0.05)
-    time.sleep(0.3)
+    proc = _run_script(killed, inputs, resume=False, stop_at="epoch2.step3")   # after epoch 1's checkpoint
+
+    def stopped() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before it stopped at epoch2.step3: {proc.stderr.read()[-2000:]}")
+        return state(proc.pid) == "T"
+
+    wait_for(stopped, 300, "the training run to stop at epoch2.step3", poll=0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "metrics.json").exists(), "the run finished before the kill; nothing was tested"

@@ -20,6 +20,26 @@ def test_lint_is_clean(tmp_path):
     assert "Lints for" not in result.stdout, result.stdout
 
 
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda wf: wf.update(shard_subject=2), "config/config.yaml: unknown key 'workflow.shard_subject'; allowed keys "
+                                            "here: ablation_dataset, cross_domain_model_part,"),
+    (lambda wf: wf["synthau"].update(subjects_per_part=100),
+     "config/config.yaml: key 'workflow.synthau.subjects_per_part' has value 100; allowed: an integer in 1..14"),
+], ids=["typo", "synthau-size"])
+def test_bad_workflow_values_stop_the_dag_with_the_plans_message(tmp_path, edit, message):
+    """The DAG and `au-ttt plan` check the workflow section with one function (au_ttt/workflow_config.py): the
+    same one-line message, before any job (a subjects_per_part of 100 was a ValueError traceback at parse time)."""
+    cfg = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
+    edit(cfg["workflow"])
+    work = workdir(tmp_path, REPO / ".test/config/config.yaml")
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(work, "-n", "all", timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"WorkflowError in file \"{REPO / 'workflow/rules/common.smk'}\"" in out, out[-3000:]
+    assert f"\n{message}" in out and "Traceback" not in out
+
+
 def test_paper_config_lists_the_full_reproduction(tmp_path):
     """config/paper.yaml with dataset roots that are small format replicas: the complete job list."""
     from replicas import write_bp4d_csv, write_disfa_labels, write_disfa_video

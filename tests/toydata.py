@@ -17,6 +17,8 @@ class ToyAUDataset(torch.utils.data.Dataset):
         self.label_mask[0, 0] = False                      # one unknown label, like BP4D's 9
         self.noise = rng.standard_normal((n, 3, size, size)).astype(np.float32) * 0.5
         self.masks = rng.random((len(self.aus), grid, grid)).astype(np.float32)
+        self.rows = np.arange(n)                                      # positions "in the index", as AUFrameDataset
+        self.subjects = np.array([f"T{i % 4}" for i in range(n)])    # four toy subjects (predictions.parquet)
 
     def __len__(self) -> int:
         return len(self.labels)

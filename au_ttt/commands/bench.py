@@ -42,9 +42,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one fixed batch for STEPS steps and check that its loss falls (GPU readiness)")
     parser.add_argument("--config", default="config/paper.yaml", help="config for --train-check")
     parser.add_argument("--no-bench", action="store_true", help="skip the benchmark (with --train-check)")
+    parser.add_argument("--profile-ops", nargs="*", metavar="NAME",
+                        help="instead of timing: record the op lists the GPU cost model prices (fake tensors, no "
+                             "compute) into au_ttt/planning/profiles/; names (e.g. au_ttt, resnet50) pick some, "
+                             "none = all (au_ttt/planning/profile_steps.py)")
+    parser.add_argument("--profile-dir", default=None,
+                        help="with --profile-ops: where to write them (default au_ttt/planning/profiles/)")
+    parser.add_argument("--ttt-impl", default="fast",
+                        help="with --profile-ops: the TTT scan implementation AU-TTT's profiles use (fast = eager)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.profile_ops is not None:
+        from pathlib import Path
+
+        from au_ttt.planning.profile_steps import PROFILE_DIR, write_profiles
+
+        out = Path(args.profile_dir) if args.profile_dir else PROFILE_DIR
+        for path in write_profiles(args.profile_ops or None, out, args.config, args.ttt_impl):
+            print(f"written {path}")
+        return 0
     import torch
 
     from au_ttt.errors import InputError

@@ -6,14 +6,18 @@ and text files listing paths (.txt/.lst/.list, one per line). Every face in ever
 masks of training, and is scored in batches. Writes one OpenFace-style CSV per input (frame, timestamp,
 face_id, confidence, success, box, 68 landmarks, AUxx_p probabilities, AUxx_c decisions), predictions.csv
 for all inputs and summary.json; --overlay adds a PNG per image and an MP4 per video. A frame without a face
-is a row with success 0. Exit status: 0 every input was read; 1 some inputs could not be read (they are
-named in the summary; the others were scored); 2 usage, model or configuration error (nothing scored).
+is a row with success 0 (so is an image too small to hold one). An --out that holds an earlier run's outputs
+is refused; --overwrite removes those outputs first. Exit status: 0 every input was read; 1 some inputs could
+not be read (they are named in the summary; the others were scored); 2 usage, model or configuration error
+(nothing scored).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from au_ttt.predict.expand import MAX_INPUTS, MAX_PIXELS
 
 HELP = "detect AUs in images/videos/folders with a trained model: OpenFace-style CSVs, overlays"
 
@@ -23,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="a bundle folder (`au-ttt export`), a run directory (`au-ttt train --out`) or an "
                         "MLflow model URI such as runs:/<run id>/model")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output folder (created if needed); refused if it holds an earlier run's outputs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--out may hold an earlier run's outputs: remove them (summary.json, predictions.csv, "
+                        "per-input CSVs, overlay/) before scoring; other files stay")
     parser.add_argument("--every", type=int, default=1, help="score frames 0, N, 2N, … of each video")
     parser.add_argument("--batch", type=int, default=32, help="faces per model batch")
     parser.add_argument("--device", default="auto", help="auto (CUDA if visible, else CPU), cpu, cuda or cuda:N")
@@ -36,7 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="face detector: MTCNN (facenet-pytorch; finds more faces) or dlib HOG (the training "
                        "pipeline's `landmarks.backend: dlib` detector)")
     faces.add_argument("--min-confidence", type=float, default=0.9, help="MTCNN: drop boxes below this probability")
-    faces.add_argument("--min-face", type=int, default=20, help="MTCNN: smallest face side searched, in pixels")
+    faces.add_argument("--min-face", type=int, default=20,
+                       help="MTCNN: smallest face side searched, in pixels; a frame whose shorter side is smaller "
+                       "has no face searched (a success-0 row, counted as too small)")
+    faces.add_argument("--detect-size", type=int, default=2000,
+                       help="the detector sees a frame larger than this (longer side, px) downscaled to it; "
+                       "landmarks and crops still come from the full frame (0: detect at full size)")
     faces.add_argument("--upsample", type=int, default=None,
                        help="dlib: HOG upsampling (default: the training config's landmarks.dlib_upsample)")
     faces.add_argument("--landmarks", type=Path, default=None,
@@ -50,8 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "record its preprocessing; its tracking section also locates runs:/ URIs")
     model.add_argument("--tracking-uri", default=None,
                        help="MLflow tracking URI for runs:/ and models:/ (default: --config's, else "
-                       "$MLFLOW_TRACKING_URI)")
+                       "$MLFLOW_TRACKING_URI; with neither, runs:/ is refused instead of creating ./mlflow.db). An "
+                       "http(s) server gets a 15 s timeout and 2 retries unless MLFLOW_HTTP_REQUEST_* are set")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-pixels", type=float, default=MAX_PIXELS / 1e6, metavar="MP",
+                        help="refuse (as unreadable, before decoding) a still image over this many megapixels")
+    limits.add_argument("--max-inputs", type=int, default=MAX_INPUTS,
+                        help="stop (exit 2) if the INPUTs expand to more files, or walk more folders, than this")
 
 
 def _tracking_uri(args: argparse.Namespace) -> str | None:
@@ -70,7 +89,13 @@ def _print_summary(summary: dict, out: Path) -> None:
     fps = s["stage_frames_per_s"]
     print(f"{s['scored_inputs']} of {s['inputs']} inputs scored ({s['images']} images, {s['videos']} videos): "
           f"{s['frames']} frames, {s['faces']} faces, {s['no_face_frames']} frames without a face"
+          + (f" ({s['too_small_frames']} too small to search)" if s["too_small_frames"] else "")
           + (f", {s['unscorable_faces']} faces without an alignment fit" if s["unscorable_faces"] else ""))
+    for p in s["outputs"]["per_input"]:
+        if p["too_small_frames"]:
+            print(f"  too small for a face: {p['input']}")
+    if s["replaced_earlier_outputs"]:
+        print(f"  --overwrite: removed {s['replaced_earlier_outputs']} outputs of an earlier run from {out}")
     if s["frames_per_s"]:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in fps.items() if k != "total" and v is not None)
         print(f"{s['frames_per_s']:.1f} frames/s end to end on {s['device']} (per stage, frames/s: {stages})")
@@ -85,9 +110,13 @@ def run(args: argparse.Namespace) -> int:
     from au_ttt.errors import InputError
     from au_ttt.predict.bundle import load_model
     from au_ttt.predict.job import PredictOptions, run_predict
+    from au_ttt.predict.outdir import check_out
 
     if args.every < 1 or args.batch < 1:
         raise InputError("--every and --batch must be >= 1")
+    if args.max_pixels <= 0 or args.max_inputs < 1 or args.detect_size < 0:
+        raise InputError("--max-pixels and --max-inputs must be > 0, --detect-size >= 0")
+    check_out(args.out, args.overwrite)      # before the model is loaded: refusing costs nothing
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise InputError(f"--threshold {args.threshold}: must be a probability in [0, 1]")
     if args.threads > 0:
@@ -96,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
     opts = PredictOptions(every=args.every, batch=args.batch, device=args.device, threshold=args.threshold,
                           overlay=args.overlay, progress=not args.no_progress, detector=args.detector,
                           min_confidence=args.min_confidence, min_face=args.min_face,
-                          dlib_upsample=args.upsample, landmarks=args.landmarks, max_missed=args.max_missed)
+                          dlib_upsample=args.upsample, landmarks=args.landmarks, max_missed=args.max_missed,
+                          detect_size=args.detect_size, max_pixels=round(args.max_pixels * 1e6),
+                          max_inputs=args.max_inputs, overwrite=args.overwrite)
     summary = run_predict(args.inputs, model, args.out, opts)
     _print_summary(summary, args.out)
     return 1 if summary["unreadable"] else 0

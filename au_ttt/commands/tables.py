@@ -4,14 +4,19 @@
 `au-ttt evaluate` directories of BP4D → DISFA and DISFA → BP4D; --table3 the run directories of the six
 ablation variants × 3 folds. With --data real the paper's rows stand beside this run's with the difference;
 with --data synthau every title says the numbers are synthetic and no published number appears.
-Writes <out>/tables/*, <out>/figures/figure1.png and <out>/REPORT.md, and logs each row's fold mean/std on
-its MLflow parent run (the `tracking` section of --config; a tracking failure only warns).
+Every number gets a 95 % subject-level bootstrap interval (the runs' predictions.parquet; --resamples,
+--bootstrap-seed), every comparison the tables imply a paired interval, and with --data real every published
+cell a verdict (tables/comparisons.*, tables/reproduction.*).
+Writes <out>/tables/*, <out>/figures/figure1.png and <out>/REPORT.md, and logs each row's fold mean/std and
+interval on its MLflow parent run (the `tracking` section of --config; a tracking failure only warns).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from au_ttt.tables.intervals import RESAMPLES, SEED
 
 HELP = "write Tables I-III, Figure 1 and REPORT.md (with MLflow links) from run directories"
 
@@ -28,6 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=Path("results"), type=Path, help="results directory")
     parser.add_argument("--config", default="config/config.yaml",
                         help="project config (tracking section; variants for the Table III marks)")
+    parser.add_argument("--resamples", type=_resamples, default=RESAMPLES,
+                        help="bootstrap resamples of the test subjects per interval")
+    parser.add_argument("--bootstrap-seed", type=int, default=SEED,
+                        help="seed of the subject resamples, recorded in every table note")
+
+
+def _resamples(text: str) -> int:
+    value = int(text)
+    if value < 1000:
+        raise argparse.ArgumentTypeError(f"{value} resamples: a 95 % percentile interval needs at least 1000")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from au_ttt.tables import make_tables
 
     settings = load_settings(args.config)
+    from au_ttt.tables.intervals import Resampler
+
     result = make_tables(args.data, args.table1, args.table2, args.table3, args.out, config=str(args.config),
-                         settings=settings)
+                         settings=settings, resampler=Resampler(args.resamples, args.bootstrap_seed))
     for path in result.files:
         print(path)
     print(f"MLflow: {result.tracking_status}")

@@ -76,6 +76,7 @@ class AUFrameDataset(Dataset):
                      self.excluded, len(rows))
         self.rows = rows[keep]
         self.images = index["image"].to_numpy()[self.rows]
+        self.subjects = index["subject"].astype(str).to_numpy()[self.rows]  # per-frame subject (predictions.parquet)
         self.centres, self.mask_centres = centres[self.rows], mask_centres[self.rows]
         raw = index[[f"AU{au}" for au in self.aus]].to_numpy()[self.rows].astype(np.float32)
         bad = ~np.isin(raw, (-1.0, 0.0, 1.0)) & ~np.isnan(raw)

@@ -40,7 +40,7 @@ class ImageError(InputError):
 
 
 # Why a frame's image could not be used, in the order stages store them as codes 1, 2, … (0 = no error).
-IMAGE_ERRORS: tuple[str, ...] = ("missing", "empty", "truncated", "not_an_image", "damaged")
+IMAGE_ERRORS: tuple[str, ...] = ("missing", "empty", "truncated", "not_an_image", "damaged", "too_large")
 
 
 def to_rgb8(image) -> np.ndarray:
@@ -60,11 +60,17 @@ def to_rgb8(image) -> np.ndarray:
     if mode == "F":
         grey = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
-    return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+    return np.ascontiguousarray(np.asarray(image if mode == "RGB" else image.convert("RGB")))
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode ``path`` completely into RGB uint8 (H, W, 3); any damage is an :class:`ImageError`."""
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Decode ``path`` completely into RGB uint8 (H, W, 3); any damage is an :class:`ImageError`.
+
+    ``max_pixels``: a file whose header announces more pixels is refused (reason ``too_large``) before
+    any pixel is decoded, so a huge image costs no memory (``au-ttt predict`` reads arbitrary user files).
+    """
+    import warnings
+
     from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -76,10 +82,20 @@ def read_image(path: str | Path) -> np.ndarray:
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # another library switched PIL to padding damaged files silently
         ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            if max_pixels is not None:       # the caller's limit replaces Pillow's 89.5 MP warning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ImageError(f"{path}: {image.width}×{image.height} image ({image.width * image.height / 1e6:.1f} "
+                                 f"megapixels) is over the {max_pixels / 1e6:g} MP decode limit; downscale it "
+                                 "first, or raise --max-pixels", "too_large")
             image.load()  # decodes every byte: truncation surfaces here, not as grey rows later
-            upright = ImageOps.exif_transpose(image)
-            return to_rgb8(upright)
+            ImageOps.exif_transpose(image, in_place=True)   # in place: no second copy of a large photo
+            return to_rgb8(image)
+    except ImageError:
+        raise
     except UnidentifiedImageError as err:
         raise ImageError(f"{path}: not an image file PIL can read ({err}); remove it or replace it with the "
                          "original frame", "not_an_image") from None

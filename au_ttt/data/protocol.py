@@ -12,9 +12,9 @@ from typing import Literal
 __all__ = [
     "AUS", "BP4D_AUS", "BP4D_FRAME_SIZE", "BP4D_PARTS", "BP4D_PART_FRAMES", "BP4D_TASKS", "CROSS_DOMAIN_AUS",
     "DATASETS", "DISFA_AUS", "DISFA_FRAMES_PER_VIDEO", "DISFA_FRAME_SIZE", "DISFA_OCCURRENCE_THRESHOLD",
-    "DISFA_PARTS", "DISFA_PART_FRAMES", "DISFA_SHORT_VIDEOS", "FGNET_FOLD_TEST_PART", "MEGRAPHAU_FOLD_TEST_PART",
-    "PARTS", "PART_FRAMES", "Dataset", "au_columns", "cross_domain_indices", "disfa_label_lines",
-    "first_subjects", "part_of_subject", "published_frames", "shard_subjects", "train_parts",
+    "DISFA_PARTS", "DISFA_PART_FRAMES", "DISFA_SHORT_VIDEOS", "FGNET_FOLD_TEST_PART", "MAX_SUBJECTS_PER_PART",
+    "MEGRAPHAU_FOLD_TEST_PART", "PARTS", "PART_FRAMES", "Dataset", "au_columns", "cross_domain_indices",
+    "disfa_label_lines", "first_subjects", "part_of_subject", "published_frames", "shard_subjects", "train_parts",
 ]
 
 Dataset = Literal["bp4d", "disfa"]
@@ -45,6 +45,8 @@ DISFA_PARTS: dict[int, tuple[str, ...]] = {
     3: ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
 }
 PARTS: dict[str, dict[int, tuple[str, ...]]] = {"bp4d": BP4D_PARTS, "disfa": DISFA_PARTS}
+# The largest part of either dataset: `first_subjects(…, MAX_SUBJECTS_PER_PART)` lists every published subject.
+MAX_SUBJECTS_PER_PART = max(len(p) for table in PARTS.values() for p in table.values())
 
 # Labelled frames of the published protocol, per part. BP4D: every data row of the AU_OCC CSVs of the
 # part's subjects × tasks T1–T8 (ME-GraphAU tool/BP4D_image_label_process.py reads all of them; line counts
@@ -113,7 +115,7 @@ def first_subjects(dataset: str, per_part: int) -> list[str]:
     complete published lists (41 BP4D / 27 DISFA subjects).
     """
     parts = PARTS[_check_dataset(dataset)]
-    most = max(len(p) for table in PARTS.values() for p in table.values())
+    most = MAX_SUBJECTS_PER_PART
     if not 1 <= per_part <= most:
         raise ValueError(f"subjects_per_part={per_part} is out of range: use 1..{most} ({most} takes every "
                          "published subject of both datasets)")

@@ -69,7 +69,7 @@ def read_subjects(z: Any) -> tuple[str, ...] | None:
 
 def image_error_code(err: ImageError) -> int:
     """Row code of an image problem: 1 + its position in IMAGE_ERRORS (0 means the image was fine)."""
-    return 1 + IMAGE_ERRORS.index(err.reason) if err.reason in IMAGE_ERRORS else len(IMAGE_ERRORS)
+    return 1 + IMAGE_ERRORS.index(err.reason if err.reason in IMAGE_ERRORS else "damaged")
 
 
 def bad_image_summary(codes: np.ndarray, images: Any) -> dict[str, Any]:

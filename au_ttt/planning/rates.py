@@ -7,13 +7,14 @@ Three kinds of numbers feed the cost plan (:mod:`au_ttt.planning.stages`):
   so the shared machine's load does not inflate them), at the frame size stated; the plan scales a
   per-frame cost by the pixel count of the frames it is applied to. A **timings file** (JSON, below)
   replaces any of them with numbers measured on the user's machine.
-* **model rates** — images per second for training (forward + backward + step) and evaluation (forward),
-  per GPU or per CPU thread, for a model geometry (input size, patch, width, depth). Defaults: timm's
-  published ViT-S/16 training and inference throughput on an RTX 3090 times the AU-TTT / ViT-S speed
-  ratio that ``au-ttt bench`` measured; ``au-ttt bench`` JSON files (results/bench/) replace them — a CUDA
-  file gives GPU rates directly, a CPU file the per-thread CPU rates and the ratio. Other geometries are
-  scaled by depth × width² × tokens (a FLOP proxy; rough, and optimistic for tiny models, which are
-  overhead-bound).
+* **model rates** — images per second for training (forward + backward + step), evaluation (forward) and
+  ImageNet pretraining, per GPU or per CPU thread, for a model geometry (input size, patch, width, depth).
+  GPU defaults: the GPU cost model (:mod:`au_ttt.planning.gpu_model`, calibrated on one published timm
+  figure and validated on others) applied to AU-TTT's own profiled op lists, on a named GPU, at the batch
+  the config trains with (launch time per step is fixed, device time grows with the batch). CPU defaults:
+  ``au-ttt bench`` on the reference machine. ``au-ttt bench`` JSON files (results/bench/) replace them — a
+  CUDA file gives measured GPU rates, a CPU file per-thread CPU rates. Other geometries are scaled by
+  depth × width² × tokens (a FLOP proxy; rough, and optimistic for tiny models, which are overhead-bound).
 * **dataset sizes** — ImageNet-1K here; BP4D/DISFA in :mod:`au_ttt.data.protocol`.
 
 Timings file format (every key optional; unknown keys are errors)::
@@ -33,12 +34,14 @@ from pathlib import Path
 from typing import Literal
 
 from au_ttt.errors import InputError
+from au_ttt.planning.gpu_model import DEFAULT_GPU, GPUS, PROFILE_DIR, StepTime, cost_model
 
 __all__ = ["DEFAULT_RATES", "IMAGENET_TRAIN_IMAGES", "IMAGENET_VAL_IMAGES", "STAGE_KEYS", "Geometry", "ModelRate",
-           "Rate", "RateBook", "default_model_rates", "discover_bench", "load_bench", "load_timings"]
+           "Rate", "RateBook", "default_model_rates", "discover_bench", "gpu_model_rates", "load_bench",
+           "load_timings"]
 
 Device = Literal["cpu", "gpu"]
-Mode = Literal["train", "eval"]
+Mode = Literal["train", "eval", "pretrain"]   # pretrain: ImageNet classification steps (falls back to train)
 
 # ILSVRC-2012 (ImageNet-1K) classification: 1,281,167 training and 50,000 validation images
 # (Russakovsky et al., "ImageNet Large Scale Visual Recognition Challenge", IJCV 2015).
@@ -116,32 +119,51 @@ class ModelRate:
     mode: Mode
     img_per_s: float
     source: str
+    step: StepTime | None = None    # cost-model rates: the step's device and host time, for other batches
+
+    def at(self, batch: int | None) -> tuple[float, str]:
+        """Images/s at ``batch``: rescaled by the step's device/host split when known, else as measured."""
+        if self.step is None or batch is None or batch == self.step.batch:
+            return self.img_per_s, self.source
+        factor = batch / self.step.batch
+        return self.step.img_per_s(batch), f"{self.source}; at batch {batch}: device time x{factor:.3g}"
 
 
-# timm's published ViT-S/16 throughput, RTX 3090, AMP, PyTorch 1.12 / CUDA 11.3 (huggingface/pytorch-image-models
-# results/benchmark-train-amp-nchw-pt112-cu113-rtx3090.csv: 1,052.92 train samples/s at batch 384;
-# results/benchmark-infer-amp-nchw-pt112-cu113-rtx3090.csv: 3,000.37 inference samples/s at batch 1024).
-TIMM_VIT_S16_GPU = {"train": 1052.92, "eval": 3000.37}
-_TIMM_SOURCE = {"train": "timm ViT-S/16 1,052.9 train img/s (RTX 3090, AMP, batch 384; timm results/benchmark-"
-                         "train-amp-nchw-pt112-cu113-rtx3090.csv)",
-                "eval": "timm ViT-S/16 3,000.4 inference img/s (RTX 3090, AMP, batch 1024; timm results/benchmark-"
-                        "infer-amp-nchw-pt112-cu113-rtx3090.csv)"}
-# AU-TTT / ViT-S speed ratio and CPU per-thread rates at 224 px from `au-ttt bench` on the reference machine
-# (results/bench/bench-cpu-none-20261124-040752.json: 2 threads, fp32; forward+backward 2.083 vs 5.494 img/s,
-# forward 5.745 vs 16.420 img/s).
+# AU-TTT CPU per-thread rates at 224 px from `au-ttt bench` on the reference machine
+# (results/bench/bench-cpu-none-20261124-040752.json: 2 threads, fp32; forward+backward 2.083, forward 5.745 img/s).
 _BENCH_FILE = "results/bench/bench-cpu-none-20261124-040752.json"
-_CPU_BENCH = {"train": (2.083, 5.494), "eval": (5.745, 16.420)}
+_CPU_BENCH = {"train": 2.083, "eval": 5.745}
 _CPU_THREADS = 2
+# plan mode → AU-TTT op profile mode (au_ttt.planning.profile_steps.STANDARD)
+_PROFILE_MODES = {"train": "train", "eval": "infer", "pretrain": "pretrain"}
 
 
-def default_model_rates() -> list[ModelRate]:
+def gpu_model_rates(gpu: str = DEFAULT_GPU, path: str = "eager", folder: str | Path = PROFILE_DIR) -> list[ModelRate]:
+    """AU-TTT's per-GPU rates at ViT-S/16 from the cost model on its op profiles of ``path`` (else eager)."""
+    if gpu not in GPUS:
+        raise InputError(f"unknown GPU '{gpu}'; known: {', '.join(GPUS)}")
+    model = cost_model(folder)
     out = []
-    for mode, (au, vit) in _CPU_BENCH.items():
-        ratio = au / vit
-        out.append(ModelRate(VIT_S16, "gpu", mode, TIMM_VIT_S16_GPU[mode] * ratio,
-                             f"{_TIMM_SOURCE[mode]} x AU-TTT/ViT-S speed ratio {ratio:.3f} measured on CPU "
-                             f"({_BENCH_FILE})"))
-        out.append(ModelRate(VIT_S16, "cpu", mode, au / _CPU_THREADS,
+    for mode, pmode in _PROFILE_MODES.items():
+        profile = model.au_ttt(pmode, path) or model.au_ttt(pmode, "eager")
+        if profile is None:
+            raise InputError(f"no AU-TTT {pmode} op profile in {PROFILE_DIR}; run `au-ttt bench --profile-ops au_ttt`")
+        step = model.step(profile, gpu)
+        missing = "" if profile.path == path else f", no {path} profile"
+        where = Path(profile.file)
+        shown = f"au_ttt/planning/profiles/{where.name}" if where.parent == PROFILE_DIR.resolve() else str(where)
+        out.append(ModelRate(VIT_S16, "gpu", mode, step.img_per_s(),  # type: ignore[arg-type]
+                             f"{model.describe()}; AU-TTT {pmode} step {shown} ({profile.path}{missing}: "
+                             f"{step.kernels:,} kernels per step at batch {step.batch}, {step.bound}) on "
+                             f"{GPUS[gpu].label}", step))
+    return out
+
+
+def default_model_rates(gpu: str = DEFAULT_GPU, path: str = "eager", folder: str | Path = PROFILE_DIR
+                        ) -> list[ModelRate]:
+    out = gpu_model_rates(gpu, path, folder)
+    for mode, au in _CPU_BENCH.items():
+        out.append(ModelRate(VIT_S16, "cpu", mode, au / _CPU_THREADS,  # type: ignore[arg-type]
                              f"{_BENCH_FILE}: {au} img/s on {_CPU_THREADS} threads, fp32"))
     out.append(ModelRate(DEMO, "cpu", "train", 310.0, f"{_REF}: demo model, batch 16, AdamW step, 1 thread; "
                                                       "data loading not included"))
@@ -156,6 +178,12 @@ class RateBook:
     stages: dict[str, Rate] = field(default_factory=lambda: dict(DEFAULT_RATES))
     models: list[ModelRate] = field(default_factory=default_model_rates)
     files: list[str] = field(default_factory=list)
+    gpu: str = DEFAULT_GPU      # the GPU the cost-model rates are for
+
+    @classmethod
+    def for_gpu(cls, gpu: str = DEFAULT_GPU, path: str = "eager", folder: str | Path = PROFILE_DIR) -> RateBook:
+        """Default rates with the cost model's GPU rates on ``gpu`` for AU-TTT's ``path`` (eager, fused, …)."""
+        return cls(models=default_model_rates(gpu, path, folder), gpu=gpu)
 
     def stage(self, key: str, pixels: int | None = None) -> tuple[float, str]:
         """Seconds per item on one core, scaled to ``pixels`` when the rate was measured at a frame size."""
@@ -165,14 +193,17 @@ class RateBook:
         factor = pixels / rate.pixels
         return rate.seconds * factor, f"{rate.source}; x{factor:.3g} for the frame size (cost ∝ pixels)"
 
-    def model(self, geometry: Geometry, device: Device, mode: Mode) -> tuple[float, str]:
-        """Images/s per GPU or per CPU thread at ``geometry``: exact match, else the nearest one scaled."""
-        candidates = [r for r in self.models if r.device == device and r.mode == mode]
+    def model(self, geometry: Geometry, device: Device, mode: Mode, batch: int | None = None) -> tuple[float, str]:
+        """Images/s per GPU or per CPU thread at ``geometry`` (and ``batch`` where the rate knows its step):
+        exact match, else the nearest one scaled. Pretraining falls back to training rates; the last
+        entry wins, so a measured training rate overrides a modelled pretraining one."""
+        modes = ("pretrain", "train") if mode == "pretrain" else (mode,)
+        candidates = [r for r in self.models if r.device == device and r.mode in modes]
         if not candidates:
             raise InputError(f"no {device} {mode} throughput known; pass an `au-ttt bench` JSON with --bench")
         exact = [r for r in candidates if r.geometry == geometry]
         if exact:
-            return exact[-1].img_per_s, exact[-1].source
+            return exact[-1].at(batch)
         best = min(reversed(candidates), key=lambda r: abs(math.log(r.geometry.proxy / geometry.proxy)))
         factor = best.geometry.proxy / geometry.proxy
         return best.img_per_s * factor, (f"{best.source}; x{factor:.3g} from {best.geometry.label} to "
@@ -203,8 +234,8 @@ _BENCH_MODES = {"train_step": "train", "forward+backward": "train", "forward": "
 
 
 def load_bench(path: str | Path) -> list[ModelRate]:
-    """Model rates from an ``au-ttt bench`` JSON: CUDA files give per-GPU rates, CPU files per-thread rates
-    and (at each size where both models ran) GPU rates via timm's ViT-S numbers × the measured ratio."""
+    """Model rates from an ``au-ttt bench`` JSON: CUDA files give measured per-GPU rates, CPU files
+    per-thread CPU rates (GPU rates of a CPU file come from the cost model, not from a CPU speed ratio)."""
     data = _read_json(path, "benchmark file")
     env, rows = data.get("env"), data.get("results")
     if not isinstance(env, dict) or not isinstance(rows, list):
@@ -229,10 +260,6 @@ def load_bench(path: str | Path) -> list[ModelRate]:
             continue
         out.append(ModelRate(geometry, "cpu", mode, img_s / threads,
                              f"{path}: {img_s:.3g} img/s on {threads} threads"))
-        vit = speed.get(("timm_vit_s16", size, mode))
-        if size == VIT_S16.img_size and vit:
-            out.append(ModelRate(geometry, "gpu", mode, TIMM_VIT_S16_GPU[mode] * img_s / vit,
-                                 f"{_TIMM_SOURCE[mode]} x AU-TTT/ViT-S speed ratio {img_s / vit:.3f} ({path})"))
     if not out:
         raise InputError(f"{path}: no AU-TTT throughput (model au_ttt_vit_s16) in this benchmark file")
     return out

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from au_ttt.planning.gpu_model import CALIBRATION, GPUS, LAUNCH_RANGE_S, TOLERANCE, CostModel
 from au_ttt.planning.stages import Resources, StageEstimate
 
-__all__ = ["plan_dict", "render_table"]
+__all__ = ["plan_dict", "render_gpu_model", "render_table"]
 
 
 def _hours(h: float) -> str:
@@ -86,3 +87,83 @@ def plan_dict(estimates: list[StageEstimate], resources: Resources, rate_files: 
             "core_h": sum(e.device_h for e in estimates if e.device == "cpu"),
             "gpu_h": sum(e.device_h for e in estimates if e.device == "gpu"),
             "imagenet_pretraining_gpu_days": pretrain_gpu_days, "rate_files": rate_files or []}
+
+
+_STEP_LABEL = {"train": "training step", "infer": "evaluation forward", "pretrain": "ImageNet pretraining step"}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.0f} %"
+
+
+def render_gpu_model(model: CostModel, gpu: str, path: str, batches: dict[str, int], config_path: str,
+                     other_geometry: str | None = None) -> str:
+    """The cost model's calibration, its validation against published figures, and AU-TTT's steps on ``gpu``:
+    why the GPU rates above are what they are, and how far to trust them. ``other_geometry``: the config's
+    model when it is not the profiled ViT-S/16 at 224 px."""
+    cal = CALIBRATION
+    lo, hi = LAUNCH_RANGE_S
+    worst = max(model.checks, key=lambda c: abs(c.error))
+    lines = ["GPU cost model (au_ttt/planning/gpu_model.py): per op max(FLOPs / (peak x e), bytes / (bandwidth x e)) "
+             f"on the GPU, {model.launch_s * 1e6:.0f} µs of host time per kernel launch (assumed; {lo * 1e6:.0f}-"
+             f"{hi * 1e6:.0f} µs), a step takes the longer of the two.",
+             f"Calibration: {cal.label}, {cal.img_per_s:,.1f} img/s (timm {cal.file}) -> e = {model.efficiency:.3f}.",
+             "Validation on published figures the fit did not see:", "",
+             "| figure | published img/s | predicted | error |", "|---|---:|---:|---:|"]
+    lines += [f"| {c.figure.label} | {c.figure.img_per_s:,.0f} | {c.predicted:,.0f} | {_pct(c.error)} |"
+              for c in model.checks]
+    verdict = "yes" if model.passed else "NO"
+    lines += ["", f"All {len(model.checks)} within {TOLERANCE:.0%}: {verdict} (largest error {_pct(worst.error)}, "
+              f"{worst.figure.label}). Sources: timm repository (huggingface/pytorch-image-models) results files "
+              f"named in au_ttt/planning/gpu_model.py; GPU peaks: {', '.join(g.label for g in GPUS.values())} "
+              "datasheets and architecture whitepapers (same file)."]
+    if model.gaps:
+        gaps = "; ".join(f"{c.figure.label} {c.figure.img_per_s:,.0f} img/s, predicted {_pct(c.error)}"
+                         for c in model.gaps)
+        lines.append(f"Not modelled (outside the check): float16 convolutions in NCHW layout, which cuDNN runs "
+                     f"with layout transforms the op list does not show ({gaps}); AU-TTT's only dense "
+                     "convolution is its patch embedding.")
+    profiled = "AU-TTT ViT-S/16 at 224 px (the profiled model)"
+    if other_geometry:
+        profiled += (f"; this config's model is {other_geometry}: its GPU rates above are scaled from these by "
+                     "FLOPs, which ignores launch time (optimistic)")
+    lines += ["", f"{profiled}, on one {GPUS[gpu].label}, {path} path ({config_path}):", "",
+              "| step | kernels (views) per step | device | host | bound | img/s per GPU | at "
+              f"{lo * 1e6:.0f} / {hi * 1e6:.0f} µs per launch |", "|---|---:|---:|---:|---|---:|---:|"]
+    for mode in ("train", "infer", "pretrain"):
+        profile = model.au_ttt(mode, path) or model.au_ttt(mode, "eager")
+        if profile is None:
+            continue
+        b = batches.get(mode, profile.batch)
+        step = model.step(profile, gpu)
+        scale = b / step.batch
+        rates = [model.step(profile, gpu, s).img_per_s(b) for s in (lo, hi)]
+        lines.append(f"| {_STEP_LABEL[mode]}, batch {b} ({profile.path}) | {step.kernels:,} ({profile.views:,}) | "
+                     f"{step.device_s * scale * 1e3:,.0f} ms | {step.host_s * 1e3:,.0f} ms | "
+                     f"{'launch' if step.host_s > step.device_s * scale else 'device'} | {step.img_per_s(b):,.0f} | "
+                     f"{rates[0]:,.0f} / {rates[1]:,.0f} |")
+    train = model.au_ttt("train", path) or model.au_ttt("train", "eager")
+    if train is not None:
+        b = batches.get("train", train.batch)
+        per_gpu = ", ".join(f"{g.label} {model.step(train, key).img_per_s(b):,.0f}" for key, g in GPUS.items())
+        lines += ["", f"AU-TTT training img/s per GPU, batch {b}: {per_gpu} (a launch-bound step barely gains "
+                  "from a faster GPU)."]
+    return "\n".join(lines)
+
+
+def gpu_model_dict(model: CostModel, gpu: str, path: str, batches: dict[str, int]) -> dict:
+    """The cost model's fit, checks and AU-TTT steps, JSON-ready (the plan's ``gpu_model`` entry)."""
+    steps = {}
+    for mode in ("train", "infer", "pretrain"):
+        profile = model.au_ttt(mode, path) or model.au_ttt(mode, "eager")
+        if profile is not None:
+            step = model.step(profile, gpu)
+            b = batches.get(mode, profile.batch)
+            steps[mode] = {"profile": profile.name, "path": profile.path, "batch": b, "kernels": step.kernels,
+                           "device_s": step.device_s * b / step.batch, "host_s": step.host_s,
+                           "img_per_s": step.img_per_s(b)}
+    return {"gpu": gpu, "path": path, "efficiency": model.efficiency, "launch_s": model.launch_s,
+            "calibration": {"figure": CALIBRATION.label, "img_per_s": CALIBRATION.img_per_s, "file": CALIBRATION.file},
+            "validation": [{"figure": c.figure.label, "published": c.figure.img_per_s, "predicted": c.predicted,
+                            "error": c.error, "file": c.figure.file} for c in model.checks],
+            "all_within_tolerance": model.passed, "tolerance": TOLERANCE, "au_ttt": steps}

@@ -34,11 +34,12 @@ from au_ttt.data.protocol import (
     first_subjects,
     shard_subjects,
 )
+from au_ttt.data.synth_limits import check_synthau_sizes
 from au_ttt.errors import InputError
 from au_ttt.planning.rates import IMAGENET_TRAIN_IMAGES, IMAGENET_VAL_IMAGES, Geometry, RateBook
 
 __all__ = ["SHARD_SUBJECTS", "DatasetSize", "Resources", "StageEstimate", "data_sizes", "estimate",
-           "pretraining_gpu_days"]
+           "model_geometry", "pretrain_batch", "pretraining_gpu_days", "scan_path", "train_batch"]
 
 # Subjects per preprocessing shard: the config key and its default (per subject, issue 10 item 1).
 SHARD_SUBJECTS = ("workflow.shard_subjects", 1)
@@ -137,10 +138,11 @@ def data_sizes(cfg: Mapping, source: str = "<config>") -> dict[str, DatasetSize]
                       for p, subs in parts.items() for s in subs}
             sequences = len(BP4D_TASKS) if name == "bp4d" else 1
         else:
-            spp = _get(cfg, "workflow.synthau.subjects_per_part", int, source, minimum=1)
-            tasks = _get(cfg, "workflow.synthau.bp4d_tasks", int, source, minimum=1)
-            per = (_get(cfg, "workflow.synthau.bp4d_frames", int, source, minimum=1) * tasks if name == "bp4d"
-                   else _get(cfg, "workflow.synthau.disfa_frames", int, source, minimum=1))
+            spp = _get(cfg, "workflow.synthau.subjects_per_part", int, source)
+            tasks = _get(cfg, "workflow.synthau.bp4d_tasks", int, source)
+            per = (_get(cfg, "workflow.synthau.bp4d_frames", int, source) * tasks if name == "bp4d"
+                   else _get(cfg, "workflow.synthau.disfa_frames", int, source))
+            check_synthau_sizes(cfg["workflow"]["synthau"], source)  # the ranges `au-ttt synth` accepts
             frames = {s: float(per) for s in first_subjects(name, spp)}
             size, sequences = SYNTHAU_FRAME_SIZE[name], (tasks if name == "bp4d" else 1)
         part = {s: p for p, subs in parts.items() for s in subs}
@@ -148,7 +150,26 @@ def data_sizes(cfg: Mapping, source: str = "<config>") -> dict[str, DatasetSize]
     return out
 
 
-def _geometry(cfg: Mapping, source: str) -> Geometry:
+def train_batch(cfg: Mapping, source: str = "<config>") -> int:
+    """Per-GPU batch of fold training and of its evaluations (``train.batch_size``)."""
+    return _get(cfg, "train.batch_size", int, source, 64, minimum=1)
+
+
+def pretrain_batch(cfg: Mapping, source: str = "<config>", gpus: int = 1) -> int:
+    """Per-GPU batch of ImageNet pretraining: the global ``pretrain.batch_size`` split over the GPUs (DDP),
+    as :func:`au_ttt.train.pretrain.pretrain` splits it."""
+    return max(1, _get(cfg, "pretrain.batch_size", int, source, 1024, minimum=1) // max(gpus, 1))
+
+
+def scan_path(cfg: Mapping, source: str = "<config>") -> tuple[str, str]:
+    """Which AU-TTT op profiles price the config's GPU steps, and why: eager PyTorch unless ``model.compile``
+    (no compiled profile exists yet: the plan then prices eager and says so)."""
+    if _get(cfg, "model.compile", bool, source, False):
+        return "compiled", "model.compile: true"
+    return "eager", "model.compile: false, the config's path"
+
+
+def model_geometry(cfg: Mapping, source: str = "<config>") -> Geometry:
     """The model's cost-relevant sizes (defaults: ViT-S/16 at 224 px, as ModelConfig's)."""
     return Geometry(*(_get(cfg, f"model.{k}", int, source, d, minimum=1) for k, d in
                       (("img_size", 224), ("patch_size", 16), ("embed_dim", 384), ("depth", 12))))
@@ -255,12 +276,14 @@ def _pretrain(cfg: Mapping, geometry: Geometry, res: Resources, rates: RateBook,
     work = (f"{steps:,} steps x {batch} images" if steps else f"{epochs} epochs x {train_n:,} {what} images") \
         + f" + {val_n:,} validation images"
     device, workers = ("gpu", res.gpus) if res.gpus else ("cpu", res.cores)
-    train_rate, src = rates.model(geometry, device, "train")
-    eval_rate = rates.model(geometry, device, "eval")[0]
+    per_gpu = pretrain_batch(cfg, source, workers) if device == "gpu" else None
+    train_rate, src = rates.model(geometry, device, "pretrain", per_gpu)
+    eval_rate = rates.model(geometry, device, "eval", per_gpu)[0]
     seconds = (images / train_rate + val_n / eval_rate) / workers + rates.stage("job_startup")[0]
     unit = "GPU" if device == "gpu" else "core"
     note = (f"one job on the {workers} {unit}{'s' if workers > 1 else ''} of one node"
-            + (" (DDP)" if device == "gpu" and workers > 1 else "") + ", linear scaling assumed")
+            + (" (DDP)" if device == "gpu" and workers > 1 else "")
+            + (f", batch {per_gpu} per GPU" if per_gpu else "") + ", linear scaling assumed")
     return _stage("pretraining", [seconds], 1, device, work, images + val_n, "images", 1 / train_rate, src, note,
                   workers_per_job=workers)
 
@@ -286,10 +309,11 @@ def _training(cfg: Mapping, sizes: dict[str, DatasetSize], geometry: Geometry, r
     epochs = _get(cfg, "train.epochs", int, source, minimum=1)
     every = _get(cfg, "train.eval_every", int, source, 1, minimum=1)
     threads = _get(cfg, "train.threads", int, source, 0, minimum=0)
+    batch = train_batch(cfg, source)
     evals = epochs // every + (epochs % every > 0) + 1  # scheduled evaluations + the final one
     device, slots, t = _model_device(res, threads)
-    train_rate, src = rates.model(geometry, device, "train")
-    eval_rate, src_eval = rates.model(geometry, device, "eval")
+    train_rate, src = rates.model(geometry, device, "train", batch)
+    eval_rate, src_eval = rates.model(geometry, device, "eval", batch)
     startup = rates.stage("job_startup")[0]
     runs = _runs(cfg, sizes, source)
     seconds, images = [], 0.0
@@ -320,7 +344,7 @@ def estimate(config: Mapping, resources: Resources, rates: RateBook | None = Non
         raise InputError(f"resources must be a Resources(cores, gpus, nodes), got {resources!r}")
     rates = rates or RateBook()
     sizes = data_sizes(config, source)
-    geometry = _geometry(config, source)
+    geometry = model_geometry(config, source)
     out = _preprocessing(config, sizes, resources, rates, source)
     out.append(_pretrain(config, geometry, resources, rates, source))
     out += _training(config, sizes, geometry, resources, rates, source)
@@ -329,12 +353,14 @@ def estimate(config: Mapping, resources: Resources, rates: RateBook | None = Non
     return out
 
 
-def pretraining_gpu_days(config: Mapping, rates: RateBook | None = None, source: str = "<config>") -> float:
+def pretraining_gpu_days(config: Mapping, rates: RateBook | None = None, source: str = "<config>",
+                         gpus: int = 1) -> float:
     """GPU-days of ImageNet-1K pretraining of the config's model (pretrain.epochs × 1.28 M images + validation),
-    at the GPU rates of ``rates``, whatever the data and resources of the config."""
+    at the GPU rates of ``rates`` with the global batch split over ``gpus``, whatever the config's data."""
     rates = rates or RateBook()
-    geometry = _geometry(config, source)
+    geometry = model_geometry(config, source)
     epochs = _get(config, "pretrain.epochs", int, source, 300, minimum=1)
-    train = rates.model(geometry, "gpu", "train")[0]
-    val = rates.model(geometry, "gpu", "eval")[0]
+    per_gpu = pretrain_batch(config, source, gpus)
+    train = rates.model(geometry, "gpu", "pretrain", per_gpu)[0]
+    val = rates.model(geometry, "gpu", "eval", per_gpu)[0]
     return (epochs * IMAGENET_TRAIN_IMAGES / train + IMAGENET_VAL_IMAGES / val) / 86400

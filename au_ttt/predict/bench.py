@@ -158,7 +158,7 @@ def speed_table(device: str = "cpu", threads: int = 2, frames: int = 60, batch: 
         loaded = LoadedModel(model, aus, "bp4d", np.full(len(aus), 0.5), prep, s.landmarks, s.train.amp,
                              {"model": to_dict(s.model)}, cfg_file)
         for det in ("mtcnn", "dlib"):
-            opts = PredictOptions(batch=batch, device=device, detector=det, progress=False)
+            opts = PredictOptions(batch=batch, device=device, detector=det, progress=False, overwrite=True)
             run_predict([str(warm)], loaded, tmp / "warm-out", opts)
             summary = run_predict([str(video)], loaded, tmp / f"out-{det}", opts)
             result["rows"].append({"model": label, "detector": det, "frames_per_s": summary["frames_per_s"],

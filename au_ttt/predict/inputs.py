@@ -1,63 +1,48 @@
 """What ``au-ttt predict`` reads: INPUT arguments → image and video sources → frames.
 
-An INPUT is an image, a video, a folder (searched recursively), a glob (``**`` allowed) or a text list
-(``.txt``/``.lst``/``.list``, one INPUT per line, ``#`` comments, relative to the list's folder). What cannot
-be found is returned as a named :class:`Unreadable` entry, never an exception, so one bad path does not stop
-a run. Still images are decoded only by :func:`au_ttt.data.images.read_image` (greyscale, RGBA, 16-bit and
-EXIF-rotated files come back upright as RGB uint8). Videos are decoded by OpenCV's FFmpeg backend with
+INPUT arguments are expanded by :mod:`au_ttt.predict.expand` (folders, globs, list files; re-exported here).
+Still images are decoded only by :func:`au_ttt.data.images.read_image` (greyscale, RGBA, 16-bit and
+EXIF-rotated files come back upright as RGB uint8), and one whose header announces more than ``max_pixels``
+pixels is refused before its pixels are decoded. Videos are decoded by OpenCV's FFmpeg backend with
 ``CAP_PROP_ORIENTATION_AUTO`` on, so phone videos with a rotation tag come out upright.
 """
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from au_ttt.data.images import read_image
 from au_ttt.errors import InputError
+from au_ttt.predict.expand import (
+    IMAGE_SUFFIXES,
+    LIST_SUFFIXES,
+    MAX_INPUTS,
+    MAX_PIXELS,
+    VIDEO_SUFFIXES,
+    InputBudget,
+    Source,
+    Unreadable,
+    expand_inputs,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "LIST_SUFFIXES",
+    "MAX_INPUTS",
+    "MAX_PIXELS",
     "VIDEO_SUFFIXES",
     "Frame",
     "FrameStream",
+    "InputBudget",
     "Source",
     "Unreadable",
     "VideoReader",
     "expand_inputs",
 ]
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm",
-                            ".pbm", ".gif", ".jp2"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
-                            ".flv", ".3gp", ".mts", ".m2ts", ".ts", ".ogv"})
-LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
-_GLOB_CHARS = frozenset("*?[")
-_MAX_LIST_DEPTH = 5
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input file: its absolute path, ``image`` or ``video``, and the name the user gave for it."""
-
-    path: Path
-    kind: Literal["image", "video"]
-    name: str
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """An input that produced no frames, with the reason shown in the summary."""
-
-    name: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -67,85 +52,6 @@ class Frame:
     index: int
     timestamp: float
     image: np.ndarray
-
-
-def _kind(path: Path) -> Literal["image", "video"]:
-    return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
-
-
-def _known(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-
-
-@dataclass
-class _Expansion:
-    sources: list[Source] = field(default_factory=list)
-    unreadable: list[Unreadable] = field(default_factory=list)
-    seen: set[Path] = field(default_factory=set)
-
-    def add(self, path: Path, name: str) -> None:
-        path = path.resolve()
-        if path not in self.seen:
-            self.seen.add(path)
-            self.sources.append(Source(path, _kind(path), name))
-
-
-def _walk(folder: Path) -> list[Path]:
-    """Image and video files under ``folder`` in sorted order (hidden files and folders skipped)."""
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(Path(root) / f for f in sorted(files) if not f.startswith(".") and _known(Path(f)))
-    return out
-
-
-def _expand_one(item: str, base: Path, acc: _Expansion, depth: int) -> None:
-    path = Path(item).expanduser()
-    if not path.is_absolute():
-        path = base / path
-    if any(c in item for c in _GLOB_CHARS) and not path.exists():
-        matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True))]
-        files = [m for m in matches if m.is_file() and _known(m)]
-        for folder in (m for m in matches if m.is_dir()):
-            files.extend(_walk(folder))
-        if not files:
-            acc.unreadable.append(Unreadable(item, "the pattern matched no image or video file"))
-        for f in files:
-            acc.add(f, str(f))
-        return
-    if path.is_dir():
-        files = _walk(path)
-        if not files:
-            acc.unreadable.append(Unreadable(item, "folder holds no image or video file"))
-        for f in files:
-            acc.add(f, str(f))
-        return
-    if not path.exists():
-        acc.unreadable.append(Unreadable(item, "not found"))
-        return
-    if path.suffix.lower() in LIST_SUFFIXES:
-        if depth >= _MAX_LIST_DEPTH:
-            acc.unreadable.append(Unreadable(item, f"list files nested more than {_MAX_LIST_DEPTH} deep"))
-            return
-        try:
-            lines = path.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            acc.unreadable.append(Unreadable(item, f"cannot read the list file ({err})"))
-            return
-        for line in lines:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                _expand_one(line, path.parent, acc, depth + 1)
-        return
-    acc.add(path, item)
-
-
-def expand_inputs(items: list[str], base: str | Path | None = None) -> tuple[list[Source], list[Unreadable]]:
-    """Sources in the order given (each file once) and the inputs that led to nothing."""
-    acc = _Expansion()
-    for item in items:
-        _expand_one(str(item), Path(base) if base is not None else Path.cwd(), acc, 0)
-    return acc.sources, acc.unreadable
 
 
 class VideoReader:
@@ -196,14 +102,14 @@ class FrameStream:
     (an :class:`InputError` naming it) and never half-way through a run's output.
     """
 
-    def __init__(self, source: Source, every: int = 1) -> None:
+    def __init__(self, source: Source, every: int = 1, max_pixels: int | None = MAX_PIXELS) -> None:
         self.source, self.every = source, every
         self.video = VideoReader(source.path) if source.kind == "video" else None
         self.fps = self.video.fps if self.video else 0.0
         self.rotation = self.video.rotation if self.video else 0
         self.announced_frames = self.video.frame_count if self.video else 1
         if self.video is None:
-            self._frames: Iterator[Frame] = iter([Frame(0, 0.0, read_image(source.path))])
+            self._frames: Iterator[Frame] = iter([Frame(0, 0.0, read_image(source.path, max_pixels=max_pixels))])
             return
         frames = self.video.frames(every)
         first = next(frames, None)

@@ -5,10 +5,11 @@ Outputs in ``--out``:
 * ``<input>.csv`` per readable input (name from the file's stem; made unique with its folder and extension
   when two inputs share a stem) and ``predictions.csv`` (all of them, same columns);
 * ``overlay/<input>.png|.mp4`` with ``--overlay``;
-* ``summary.json``: inputs, frames, faces, no-face frames, unreadable files and why, frames/s overall and
-  per stage, the model and the threshold.
+* ``summary.json``: inputs, frames, faces, no-face frames (and how many of them were too small to search),
+  unreadable files and why, frames/s overall and per stage, the model and the threshold.
 
-Every file is written atomically; an input that cannot be read leaves no CSV and is listed by name.
+Every file is written atomically; an input that cannot be read leaves no CSV and is listed by name. An
+``--out`` holding an earlier run's outputs is refused unless ``overwrite`` (:mod:`au_ttt.predict.outdir`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ from typing import Any
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write, atomic_write_json
 from au_ttt.predict.bundle import LoadedModel
-from au_ttt.predict.inputs import FrameStream, Source, Unreadable, expand_inputs
+from au_ttt.predict.inputs import (
+    MAX_INPUTS,
+    MAX_PIXELS,
+    FrameStream,
+    InputBudget,
+    Source,
+    Unreadable,
+    expand_inputs,
+)
+from au_ttt.predict.outdir import COMBINED_CSV, OVERLAY_DIR, SUMMARY_FILE, prepare_out
 from au_ttt.predict.output import AtomicCsv, columns, format_row
 from au_ttt.predict.pipeline import Predictor, SourceStats, resolve_device
 
@@ -34,7 +44,6 @@ __all__ = ["COMBINED_CSV", "SUMMARY_FILE", "PredictOptions", "csv_names", "make_
            "score_paths"]
 
 log = logging.getLogger(__name__)
-COMBINED_CSV, SUMMARY_FILE = "predictions.csv", "summary.json"
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,10 @@ class PredictOptions:
     dlib_upsample: int | None = None        # None: the training config's landmarks.dlib_upsample
     landmarks: Path | None = None           # user landmark table instead of the detector
     max_missed: int = 5
+    detect_size: int = 2000                 # the detector sees larger frames downscaled to this longer side
+    max_pixels: int | None = MAX_PIXELS     # still images announcing more pixels are refused undecoded
+    max_inputs: int = MAX_INPUTS            # files (and folders walked) the INPUTs may expand to
+    overwrite: bool = False                 # remove an earlier run's outputs in --out instead of refusing
 
 
 def csv_names(sources: list[Source]) -> list[str]:
@@ -95,16 +108,17 @@ def make_predictor(model: LoadedModel, opts: PredictOptions) -> Predictor:
     if table is None:
         upsample = opts.dlib_upsample if opts.dlib_upsample is not None else model.landmarks.dlib_upsample
         finder = FaceFinder(FaceConfig(opts.detector, opts.min_face, opts.min_confidence, upsample,
-                                       device=str(device)))
+                                       device=str(device), detect_size=opts.detect_size))
     return Predictor(model, finder, device, batch=opts.batch, every=opts.every, threshold=opts.threshold,
                      table=table, tracker_max_missed=opts.max_missed)
 
 
-def _streams(sources: list[Source], every: int, unreadable: list[Unreadable]) -> Iterator[tuple[Source, FrameStream]]:
+def _streams(sources: list[Source], opts: PredictOptions, unreadable: list[Unreadable]
+             ) -> Iterator[tuple[Source, FrameStream]]:
     """Open each source when its turn comes; one that cannot be read is recorded and skipped."""
     for source in sources:
         try:
-            stream = FrameStream(source, every)
+            stream = FrameStream(source, opts.every, opts.max_pixels)
         except InputError as err:
             log.debug("unreadable input %s: %s", source.path, err)
             reason = str(err).removeprefix(f"{source.path}: ")   # the summary names the file already
@@ -119,10 +133,11 @@ def run_predict(inputs: list[str], model: LoadedModel, out_dir: str | Path, opts
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    sources, unreadable = expand_inputs(inputs)
+    sources, unreadable = expand_inputs(inputs, budget=InputBudget(opts.max_inputs))
     given = len(sources) + len(unreadable)
     if not sources and not unreadable:
         raise InputError("no INPUT given: pass images, videos, folders, globs or list files")
+    replaced = prepare_out(out_dir, opts.overwrite, frozenset(s.path for s in sources))
     predictor = make_predictor(model, opts)
     header = columns(model.aus)
     names = dict(zip(sources, csv_names(sources), strict=True))
@@ -134,8 +149,8 @@ def run_predict(inputs: list[str], model: LoadedModel, out_dir: str | Path, opts
     current: tuple[Source, AtomicCsv] | None = None
     seen = 0
     try:
-        rows = predictor.run(_streams(sources, opts.every, unreadable), stats,
-                             out_dir / "overlay" if opts.overlay else None, names)
+        rows = predictor.run(_streams(sources, opts, unreadable), stats,
+                             out_dir / OVERLAY_DIR if opts.overlay else None, names)
         for source, row in rows:
             if current is None or current[0] is not source:
                 if current is not None:
@@ -168,7 +183,9 @@ def run_predict(inputs: list[str], model: LoadedModel, out_dir: str | Path, opts
         "images": sum(s.kind == "image" for s, _ in written), "videos": sum(s.kind == "video" for s, _ in written),
         "frames": frames, "faces": sum(s.faces for s in done), "no_face_frames": sum(s.no_face_frames for s in done),
         "unscorable_faces": sum(s.unscorable_faces for s in done),
+        "too_small_frames": sum(s.too_small_frames for s in done),
         "unreadable": [asdict(u) for u in unreadable],
+        "replaced_earlier_outputs": len(replaced),
         "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2) if seconds > 0 else None,
         "stage_seconds": {k: round(v, 3) for k, v in predictor.times.items()},
         "stage_frames_per_s": {k: round(v, 2) if math.isfinite(v) else None
@@ -194,9 +211,12 @@ def _concatenate(tmp: Path, parts: list[Path]) -> None:
 
 
 def score_paths(paths: list[str], model: LoadedModel, opts: PredictOptions = PredictOptions(),
-                predictor: Predictor | None = None):
+                predictor: Predictor | None = None, root: str | Path | None = None):
     """The rows ``predict`` would write for ``paths``, as one DataFrame (the CSV text parsed back), plus an
-    ``error`` column: empty, or why that path could not be read (it then has one ``success = 0`` row)."""
+    ``error`` column: empty, or why that path could not be read (it then has one ``success = 0`` row).
+
+    ``root``: only paths inside this folder are read, relative ones taken from it (the served model); the
+    others get one message that does not say whether they exist."""
     import csv
     import io
 
@@ -205,11 +225,12 @@ def score_paths(paths: list[str], model: LoadedModel, opts: PredictOptions = Pre
     from au_ttt.predict.output import FaceRow
 
     predictor = predictor or make_predictor(model, opts)
-    expanded = [expand_inputs([str(item)]) for item in paths]
+    budget = InputBudget(opts.max_inputs)                # one allowance for the whole request
+    expanded = [expand_inputs([str(item)], root, root=root, budget=budget) for item in paths]
     problems: list[Unreadable] = []
     scored: dict[Source, list[list[str]]] = {}
     everything = list(dict.fromkeys(src for sources, _ in expanded for src in sources))   # each file once
-    for source, row in predictor.run(_streams(everything, opts.every, problems), {}):   # one run: full batches
+    for source, row in predictor.run(_streams(everything, opts, problems), {}):   # one run: full batches
         scored.setdefault(source, []).append(format_row(row, predictor.thresholds))
     failed = {u.name: u.reason for u in problems}
     buf = io.StringIO()

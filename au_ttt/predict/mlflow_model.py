@@ -6,12 +6,20 @@ the same columns and the same probabilities, plus ``error`` (empty, or why a pat
 model carries the bundle as an artifact and the ``au_ttt`` package as code, and is built at load time by
 ``pyfunc_entry.py`` (MLflow's "models from code": no pickled object is stored), so ``mlflow models serve -m
 runs:/<id>/model --env-manager local`` serves it from the current environment (bound to 127.0.0.1).
+
+Loading any pyfunc model runs the Python code stored with it (here ``pyfunc_entry.py`` and the copied
+``au_ttt`` package): load or serve only models you logged yourself or trust. A served model reads files on
+the server, so only paths inside one folder are read: ``$AU_TTT_SERVE_ROOT``, else the server's current
+folder at the time of the request; relative paths are taken from that folder. Any other path gets one
+message (:data:`au_ttt.predict.expand.OUTSIDE_ROOT`) whether it exists or not, so a client cannot probe which
+files the server has.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import warnings
@@ -23,10 +31,11 @@ import mlflow.pyfunc
 
 from au_ttt.errors import InputError
 
-__all__ = ["MODEL_NAME", "AUTTTPyfunc", "log_pyfunc_model", "pip_requirements"]
+__all__ = ["MODEL_NAME", "SERVE_ROOT_ENV", "AUTTTPyfunc", "log_pyfunc_model", "pip_requirements", "serve_root"]
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "model"
+SERVE_ROOT_ENV = "AU_TTT_SERVE_ROOT"    # the folder a loaded/served model may read inputs from
 # "models from code": MLflow stores and runs this file instead of unpickling a Python object
 _ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 # what the model needs at serving time; versions are taken from the installed distributions
@@ -43,6 +52,16 @@ def pip_requirements() -> list[str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def serve_root() -> Path:
+    """The folder the model reads inputs from: ``$AU_TTT_SERVE_ROOT``, else the current folder."""
+    configured = os.environ.get(SERVE_ROOT_ENV)
+    root = Path(configured).expanduser() if configured else Path.cwd()
+    if not root.is_dir():
+        raise InputError(f"{SERVE_ROOT_ENV}={configured}: not a folder; set it to the folder whose images the "
+                         "model may read")
+    return root.resolve()
 
 
 def _paths(model_input: Any) -> list[str]:
@@ -78,7 +97,7 @@ with warnings.catch_warnings():
 
             if self._predictor is None:
                 self._predictor = make_predictor(self.loaded, PredictOptions(progress=False))
-            return score_paths(_paths(model_input), self.loaded, predictor=self._predictor)
+            return score_paths(_paths(model_input), self.loaded, predictor=self._predictor, root=serve_root())
 
 
 def _signature():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,17 +80,16 @@ def format_row(row: FaceRow, thresholds: np.ndarray) -> list[str]:
 
 class AtomicCsv:
     """A CSV written row by row beside its target and renamed into place by :meth:`commit`
-    (the :mod:`au_ttt.fileio` rule: a reader never sees half a file; :meth:`abort` leaves nothing)."""
+    (the :mod:`au_ttt.fileio` rule: a reader never sees half a file; :meth:`abort` leaves nothing; a
+    killed writer's temporary is swept by the next writer, :func:`au_ttt.fileio.sweep_stale`)."""
 
     def __init__(self, path: str | Path, header: list[str]) -> None:
-        from au_ttt.fileio import umask_mode
+        from au_ttt.fileio import temp_file, umask_mode
 
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp")
-        os.chmod(name, umask_mode())
-        self.tmp = Path(name)
-        self.fh = os.fdopen(fd, "w", newline="")
+        self.tmp = temp_file(self.path)
+        os.chmod(self.tmp, umask_mode())
+        self.fh = self.tmp.open("w", newline="")
         self.writer = csv.writer(self.fh)
         self.writer.writerow(header)
         self.rows = 0

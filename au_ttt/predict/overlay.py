@@ -94,14 +94,16 @@ class OverlayVideo:
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path, self.fps = path, fps if fps > 0 else 10.0
-        self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        self.tmp: Path | None = None      # .NAME.<pid>.<random>.tmp.mp4: swept by the next run if we are killed
         self.writer = None
 
     def write(self, image: np.ndarray) -> None:
         import cv2
 
+        from au_ttt.fileio import temp_file
+
         if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = temp_file(self.path, keep_suffix=True)
             h, w = image.shape[:2]
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
         self.writer.write(np.ascontiguousarray(image[:, :, ::-1]))
@@ -109,11 +111,14 @@ class OverlayVideo:
     def close(self, keep: bool = True) -> None:
         import os
 
-        if self.writer is None:
+        if self.writer is None or self.tmp is None:
             return
         self.writer.release()
         self.writer = None
         if keep:
+            from au_ttt.fileio import umask_mode
+
+            os.chmod(self.tmp, umask_mode())      # mkstemp made it private
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)

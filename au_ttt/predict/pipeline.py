@@ -49,6 +49,7 @@ class SourceStats:
     faces: int = 0
     no_face_frames: int = 0
     unscorable_faces: int = 0
+    too_small_frames: int = 0     # frames under --min-face px on their shorter side: not searched, no face
     file_frames: int = 0
     fps: float = 0.0
     rotation: int = 0
@@ -220,6 +221,8 @@ class Predictor:
             for frame, faces in zip(chunk, self._faces(source, chunk), strict=True):
                 t = time.perf_counter()
                 stats.frames += 1
+                if self.finder is not None and self.finder.too_small(frame.image):
+                    stats.too_small_frames += 1
                 ids = (tracker.update([f.box for f in faces]) if tracker is not None
                        else left_to_right_ids([f.box for f in faces]))
                 rec = _Record(source, frame, [], image=frame.image if keep_image else None)

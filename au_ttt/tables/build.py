@@ -4,6 +4,10 @@ Numbers are F1 in %, kept at full precision (rounding happens only when renderin
 ours − paper is computed from the unrounded fold mean. With ``data="synthau"`` a table carries no
 published number at all and its title says it is synthetic; with ``data="real"`` the paper's rows sit
 beside this run's row, followed by the difference row (Tables I, II) or column (Table III).
+
+Given an :class:`~au_ttt.tables.uncertainty.Uncertainty`, every number of this run (and every
+difference to the paper) gets its 95 % subject-level bootstrap interval as the columns ``"<col> lo"`` and
+``"<col> hi"`` (``"<col> seed sd"`` when several seeds exist); the renderer shows ``value [lo, hi]``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ import pandas as pd
 
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS
 from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup
+from au_ttt.tables.intervals import Interval
 from au_ttt.tables.published import ABLATION_COLUMNS, OURS, TABLE1, TABLE2, TABLE3
+from au_ttt.tables.uncertainty import Uncertainty
 
-__all__ = ["SYNTHETIC", "DataKind", "Table", "config_marks", "table1", "table1_per_au", "table2", "table3"]
+__all__ = ["SYNTHETIC", "DataKind", "Table", "comparisons_table", "config_marks", "reproduction_table", "table1",
+           "table1_per_au", "table2", "table3"]
 
 DataKind = Literal["synthau", "real"]
 SYNTHETIC = "SynthAU (synthetic data) — not comparable to the paper"
@@ -44,6 +51,19 @@ class Table:
     labels: dict[str, str] = field(default_factory=dict)  # LaTeX labels under `groups`
 
 
+def _put(row: dict[str, Any], col: str, value: float, interval: Interval | None) -> None:
+    """``row[col] = value`` and, when known, its interval columns (the one place their names are made)."""
+    row[col] = value
+    if interval is not None:
+        row[f"{col} lo"], row[f"{col} hi"] = interval.lo, interval.hi
+        if interval.seed_sd is not None:
+            row[f"{col} seed sd"] = interval.seed_sd
+
+
+def _notes(unc: Uncertainty | None, groups: Any = (), cross: Any = ()) -> list[str]:
+    return unc.notes(groups, cross) if unc is not None else []
+
+
 def _title(data: DataKind, text: str) -> str:
     return f"{SYNTHETIC}. {text}" if data == "synthau" else text
 
@@ -59,7 +79,7 @@ def _ours_label(variant: str | None, full: bool = True) -> str:
     return f"{name} (this run)"
 
 
-def table1(groups: Mapping[str, FoldGroup], data: DataKind) -> Table:
+def table1(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertainty | None = None) -> Table:
     """Table I: within-domain mean F1 per dataset."""
     rows: list[dict[str, Any]] = []
     if data == "real":
@@ -73,27 +93,32 @@ def table1(groups: Mapping[str, FoldGroup], data: DataKind) -> Table:
     for d, g in groups.items():
         col = NAMES[d]
         mean, std = g.mean_std
-        ours.update({col: mean, f"{col} std": std, f"{col} variant": g.variant,
+        _put(ours, col, mean, unc.row(g) if unc else None)
+        ours.update({f"{col} std": std, f"{col} variant": g.variant,
                      **{f"{col} test{r.test_part}": 100 * r.f1_mean for r in g.runs},
                      f"{col} optimistic best-epoch": g.best})
         floor[col] = g.floor
     rows.append(ours)
     if data == "real":
         paper = TABLE1[-1]
-        rows.append({"source": DIFF, "Method": "Difference (this run − paper)", "Venue": "",
-                     "BP4D": ours["BP4D"] - paper.bp4d, "DISFA": ours["DISFA"] - paper.disfa})
+        diff: dict[str, Any] = {"source": DIFF, "Method": "Difference (this run − paper)", "Venue": ""}
+        for d, g in groups.items():
+            published = getattr(paper, d)
+            _put(diff, NAMES[d], ours[NAMES[d]] - published, unc.row(g).minus(published) if unc else None)
+        rows.append(diff)
     rows.append(floor)
     frame = pd.DataFrame(rows)
     display = ["Method", "Venue", "BP4D", "DISFA"] if data == "real" else ["Method", "BP4D", "DISFA"]
-    notes = [_FOLD_NOTE, _policy_note(list(groups.values())),
-             "Sample std over folds (ddof 1), per-fold values and best-epoch numbers are in table1.csv."]
+    notes = [_FOLD_NOTE, *_notes(unc, groups.values()), _policy_note(list(groups.values())),
+             "Sample std over folds (ddof 1; the paper's ± convention), per-fold values, interval bounds and "
+             "best-epoch numbers are in table1.csv."]
     if data == "real":
         notes.append("Paper rows: Table I of arXiv 2503.23450 (AU-TTT pretrained on ImageNet-1K).")
     title = _title(data, "Table I — within-domain mean F1 (%) on BP4D and DISFA, 3-fold average")
     return Table("table1", title, frame, display, notes)
 
 
-def table1_per_au(groups: Mapping[str, FoldGroup], data: DataKind) -> Table:
+def table1_per_au(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertainty | None = None) -> Table:
     """Table I per AU: the 3-fold mean F1 of each AU (the paper prints only the averages)."""
     aus = sorted({a for d in groups for a in AUS[d]})
     rows = []
@@ -101,17 +126,18 @@ def table1_per_au(groups: Mapping[str, FoldGroup], data: DataKind) -> Table:
         row: dict[str, Any] = {"AU": f"AU{au}"}
         for d, g in groups.items():
             if au in AUS[d]:
-                row[NAMES[d]] = g.au_means()[f"AU{au}"]
+                _put(row, NAMES[d], g.au_means()[f"AU{au}"], unc.row(g, f"AU{au}") if unc else None)
                 row.update({f"{NAMES[d]} test{r.test_part}": 100 * r.f1[f"AU{au}"] for r in g.runs})
         rows.append(row)
     avg: dict[str, Any] = {"AU": "Avg."}
     for d, g in groups.items():
-        avg[NAMES[d]] = g.mean_std[0]
+        _put(avg, NAMES[d], g.mean_std[0], unc.row(g) if unc else None)
         avg.update({f"{NAMES[d]} test{r.test_part}": 100 * r.f1_mean for r in g.runs})
     frame = pd.DataFrame([*rows, avg])
     text = "Table I per AU — within-domain F1 (%) of this run, 3-fold mean per AU"
-    notes = [_FOLD_NOTE, "The paper reports no per-AU within-domain F1, so there is nothing to compare with. "
-             "\"–\": the AU is not annotated in that dataset. Per-fold values are in table1_per_au.csv."]
+    notes = [_FOLD_NOTE, *_notes(unc, groups.values()),
+             "The paper reports no per-AU within-domain F1, so there is nothing to compare with. \"–\": the AU is "
+             "not annotated in that dataset. Per-fold values are in table1_per_au.csv."]
     return Table("table1_per_au", _title(data, text), frame, ["AU", "BP4D", "DISFA"], notes)
 
 
@@ -119,7 +145,8 @@ def _cross_cols(short: str) -> list[str]:
     return [f"{short} AU{a}" for a in CROSS_DOMAIN_AUS] + [f"{short} Avg."]
 
 
-def table2(results: Mapping[tuple[str, str], CrossResult], data: DataKind) -> Table:
+def table2(results: Mapping[tuple[str, str], CrossResult], data: DataKind, unc: Uncertainty | None = None
+           ) -> Table:
     """Table II: cross-domain per-AU F1, BP4D → DISFA and DISFA → BP4D."""
     b2d, d2b = _cross_cols("B→D"), _cross_cols("D→B")
     rows: list[dict[str, Any]] = []
@@ -130,24 +157,32 @@ def table2(results: Mapping[tuple[str, str], CrossResult], data: DataKind) -> Ta
                          **dict(zip(d2b, r.disfa_to_bp4d, strict=True))})
     ours: dict[str, Any] = {"source": MINE, "Method": _ours_label(None)}
     floor: dict[str, Any] = {"source": REF, "Method": "All-positive floor (this run's test set)"}
+    intervals: dict[str, Interval] = {}
     for cols, key in ((b2d, ("bp4d", "disfa")), (d2b, ("disfa", "bp4d"))):
         res = results[key]
-        ours.update({c: 100 * res.f1[f"AU{a}"] for c, a in zip(cols, CROSS_DOMAIN_AUS, strict=False)})
-        ours[cols[-1]] = 100 * res.f1_mean
+        for c, au in zip(cols, [*(f"AU{a}" for a in CROSS_DOMAIN_AUS), None], strict=True):
+            if unc is not None:
+                intervals[c] = unc.cross_cell(key, au)
+            _put(ours, c, 100 * (res.f1[au] if au else res.f1_mean), intervals.get(c))
         floor[cols[-1]] = 100 * res.floor
     rows.append(ours)
     if data == "real":
         paper = TABLE2[-1]
         published = dict(zip(b2d + d2b, paper.bp4d_to_disfa + paper.disfa_to_bp4d, strict=True))
-        rows.append({"source": DIFF, "Method": "Difference (this run − paper)",
-                     **{c: ours[c] - v for c, v in published.items() if v is not None}})
+        diff: dict[str, Any] = {"source": DIFF, "Method": "Difference (this run − paper)"}
+        for c, v in published.items():
+            if v is not None:
+                _put(diff, c, ours[c] - v, intervals[c].minus(v) if c in intervals else None)
+        rows.append(diff)
     rows.append(floor)
-    frame = pd.DataFrame(rows, columns=["source", "Method", *b2d, *d2b])
+    bounds = [f"{c} {b}" for c in b2d + d2b for b in ("lo", "hi", "seed sd") if f"{c} {b}" in ours]
+    frame = pd.DataFrame(rows, columns=["source", "Method", *b2d, *d2b, *bounds])
     sets = [f"{NAMES[s]}→{NAMES[t]}: {r.test_set}, model trained on {NAMES[s]} parts "
             f"{', '.join(map(str, r.trained_on_parts)) or '?'}" for (s, t), r in results.items()]
     notes = ["AUs 1, 2, 4, 6, 12 (shared by both datasets) of the unchanged source model are scored; Avg. is "
              "their mean. B→D = BP4D → DISFA, D→B = DISFA → BP4D.",
-             "Test sets — " + "; ".join(sets) + ".", _policy_note(list(results.values()))]
+             "Test sets — " + "; ".join(sets) + ".", *_notes(unc, cross=results),
+             _policy_note(list(results.values()))]
     if any("part" in r.test_set for r in results.values()):
         notes.append("A target *part* was scored (FG-Net's code setting), not the entire target dataset that "
                      "the paper's text states.")
@@ -169,7 +204,8 @@ def config_marks(model: Any) -> tuple[bool, ...]:
             bool(model.au_roi))
 
 
-def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None) -> Table:
+def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None, unc: Uncertainty | None = None
+           ) -> Table:
     """Table III: the six ablation rows, 3-fold mean F1, with the paper's check-mark columns, then our control
     rows (``CONTROLS``, e.g. attention instead of TTT), labelled as ours and without a paper value."""
     rows, notes = [], []
@@ -187,10 +223,13 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None
                 marks = built
         mean, std = g.mean_std
         row = {"Variant": paper.variant, **{c: "✓" if m else "" for c, m in zip(ABLATION_COLUMNS, marks, strict=True)}}
+        iv = unc.row(g) if unc else None
         if data == "real":
-            row.update({"Avg. (paper)": paper.avg, "Avg. (this run)": mean, "Δ (this run − paper)": mean - paper.avg})
+            row["Avg. (paper)"] = paper.avg
+            _put(row, "Avg. (this run)", mean, iv)
+            _put(row, "Δ (this run − paper)", mean - paper.avg, iv.minus(paper.avg) if iv else None)
         else:
-            row["Avg."] = mean
+            _put(row, "Avg.", mean, iv)
         row.update({"Std (this run)": std, **{f"test{r.test_part}": 100 * r.f1_mean for r in g.runs},
                     "All-positive floor": g.floor, "Optimistic best-epoch": g.best})
         rows.append({"source": "paper row", **row})
@@ -201,8 +240,11 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None
         mean, std = g.mean_std
         row = {"source": CONTROL_SOURCE, "Variant": f"{variant}: {CONTROLS[variant]}",
                **{c: "✓" if m else "" for c, m in zip(ABLATION_COLUMNS, marks, strict=True)}}
-        row.update({"Avg. (paper)": None, "Avg. (this run)": mean, "Δ (this run − paper)": None} if data == "real"
-                   else {"Avg.": mean})
+        if data == "real":
+            row["Avg. (paper)"] = None
+        _put(row, "Avg. (this run)" if data == "real" else "Avg.", mean, unc.row(g) if unc else None)
+        if data == "real":
+            row["Δ (this run − paper)"] = None
         row.update({"Std (this run)": std, **{f"test{r.test_part}": 100 * r.f1_mean for r in g.runs},
                     "All-positive floor": g.floor, "Optimistic best-epoch": g.best})
         rows.append(row)
@@ -212,7 +254,9 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None
     frame = pd.DataFrame(rows)
     nums = ["Avg. (paper)", "Avg. (this run)", "Δ (this run − paper)"] if data == "real" else ["Avg."]
     floors = sorted({round(g.floor, 1) for g in groups.values()})
-    notes = [_FOLD_NOTE, _policy_note(list(groups.values())),
+    notes = [_FOLD_NOTE, *_notes(unc, groups.values()),
+             "Std (this run): sample std over the three folds (ddof 1), the paper's ± convention; the interval is the "
+             "primary uncertainty.", _policy_note(list(groups.values())),
              f"All-positive floor on these test folds: {', '.join(f'{f:.1f}' for f in floors)} %.", *notes]
     if data == "real":
         notes.append("Paper column: Table III of arXiv 2503.23450 (BP4D, no ImageNet-1K pretraining).")
@@ -222,3 +266,44 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None
     title = _title(data, f"Table III — ablation of AU-TTT components on {dataset}, mean F1 (%), 3-fold average")
     return Table("table3", title, frame, ["Variant", *ABLATION_COLUMNS, *nums, "Std (this run)"], notes,
                  signed=["Δ (this run − paper)"])
+
+
+def comparisons_table(unc: Uncertainty, data: DataKind) -> Table:
+    """Every paired comparison the tables imply: a − b in F1 points, its interval, whether it is noise."""
+    rows: list[dict[str, Any]] = []
+    for c in unc.comparisons:
+        row: dict[str, Any] = {"Table": c.table, "Dataset": c.dataset, "Comparison": f"{c.a} − {c.b}",
+                               "Against": c.against}
+        _put(row, "Difference (points)", c.diff.point if c.diff else None, c.diff)
+        row.update({"Finding": c.finding, "Note": c.note if c.diff is not None else ""})
+        rows.append(row)
+    columns = ["Table", "Dataset", "Comparison", "Against", "Difference (points)", "Difference (points) lo",
+               "Difference (points) hi", "Finding", "Note"]
+    frame = pd.DataFrame(rows, columns=columns)
+    notes = ["Paired: both rows are scored on the same test frames and every resample draws the same subjects for "
+             "both, so what the two rows share (which subjects were tested) cancels. \"Distinguishable from noise\" "
+             "= the 95 % interval of the difference excludes 0; each comparison is judged on its own, without a "
+             "correction for multiple comparisons.", *unc.notes(),
+             "Table III: each row against the row above it and against the baseline row; Table I: AU-TTT against "
+             "every other method row tested on the same subjects."]
+    title = _title(data, "Paired comparisons — difference in mean F1 (points) with its 95 % interval")
+    display = ["Table", "Dataset", "Comparison", "Against", "Difference (points)", "Finding"]
+    display += ["Note"] if (frame["Note"] != "").any() else []
+    return Table("comparisons", title, frame, display, notes, signed=["Difference (points)"])
+
+
+def reproduction_table(unc: Uncertainty) -> Table:
+    """Real data: each cell with a published number — reproduced when it lies inside this run's interval."""
+    rows: list[dict[str, Any]] = []
+    for v in unc.verdicts:
+        row: dict[str, Any] = {"Cell": v.cell, "Paper": v.published}
+        _put(row, "This run", v.ours.point, v.ours)
+        row["Verdict"] = "reproduced" if v.reproduced else "not reproduced"
+        _put(row, "This run − paper", v.difference.point, v.difference)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    notes = ["Reproduced: the published number lies inside this run's 95 % interval. The interval covers the "
+             "subjects tested, not training randomness or the paper's own uncertainty, so \"not reproduced\" "
+             "means the difference is larger than subject sampling explains.", *unc.notes()]
+    return Table("reproduction", "Reproduction verdicts — paper vs this run (F1 %)", frame,
+                 ["Cell", "Paper", "This run", "Verdict", "This run − paper"], notes, signed=["This run − paper"])

@@ -1,5 +1,9 @@
 """Build every table, Figure 1 and REPORT.md from run directories, and log one MLflow parent per row.
 
+Every number gets its subject-level bootstrap interval (:mod:`au_ttt.tables.uncertainty`), computed from the
+runs' ``predictions.parquet`` before anything is written, so a run without usable predictions stops the
+command with nothing half-written. The interval bounds are logged next to each fold mean.
+
 Parent names come from the runs' own ``tracking.json`` (``parent``), so the fold mean lands on the same
 parent run the folds are nested under; untracked runs fall back to ``au-ttt train``'s default
 ``<dataset>/<variant or 'model'>``. MLflow trouble is a warning, never a failure: the files are the record.
@@ -14,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from au_ttt.fileio import atomic_write_text
-from au_ttt.tables.build import DataKind, table1, table1_per_au, table2, table3
+from au_ttt.tables.build import (
+    DataKind,
+    comparisons_table,
+    reproduction_table,
+    table1,
+    table1_per_au,
+    table2,
+    table3,
+)
 from au_ttt.tables.collect import (
     CrossResult,
     FoldGroup,
@@ -25,8 +37,10 @@ from au_ttt.tables.collect import (
     read_run,
 )
 from au_ttt.tables.figure import figure_rows, write_figure1
+from au_ttt.tables.intervals import Interval, Resampler
 from au_ttt.tables.render import write_table
 from au_ttt.tables.report import ReportInputs, render_report
+from au_ttt.tables.uncertainty import Uncertainty, assess
 
 __all__ = ["TablesOutput", "make_tables", "row_metrics"]
 
@@ -40,20 +54,35 @@ class TablesOutput:
     tracking_status: str
 
 
-def row_metrics(group: FoldGroup) -> dict[str, float]:
-    """Fold summary logged on a row's parent run (fractions, like the fold runs' own metrics)."""
+def _bounds(name: str, interval: Interval) -> dict[str, float]:
+    """``<name>.ci95_lo``/``.ci95_hi`` as fractions, like every other logged F1."""
+    return {f"{name}.ci95_lo": interval.lo / 100, f"{name}.ci95_hi": interval.hi / 100}
+
+
+def row_metrics(group: FoldGroup, unc: Uncertainty | None = None) -> dict[str, float]:
+    """Fold summary logged on a row's parent run (fractions, like the fold runs' own metrics), with the
+    subject-bootstrap interval of the fold mean (overall and per AU) when ``unc`` is given."""
     mean, std = group.mean_std
     out = {"f1_mean.fold_mean": mean / 100, "f1_mean.fold_std": std / 100,
            "all_positive_f1_mean.fold_mean": group.floor / 100,
            **{f"f1_{au}.fold_mean": v / 100 for au, v in group.au_means().items()}}
     if group.best is not None:
         out["optimistic_best_epoch_f1_mean.fold_mean"] = group.best / 100
+    if unc is not None:
+        out.update({"ci95.resamples": unc.resampler.resamples, "ci95.seed": unc.resampler.seed},
+                   **_bounds("f1_mean.fold_mean", unc.row(group)))
+        for au in group.au_means():
+            out.update(_bounds(f"f1_{au}.fold_mean", unc.row(group, au)))
     return out
 
 
-def _cross_metrics(r: CrossResult) -> dict[str, float]:
-    return {"cross.f1_mean": r.f1_mean, "cross.all_positive_f1_mean": r.floor,
-            **{f"cross.f1_{au}": v for au, v in r.f1.items()}}
+def _cross_metrics(key: tuple[str, str], r: CrossResult, unc: Uncertainty) -> dict[str, float]:
+    out = {"cross.f1_mean": r.f1_mean, "cross.all_positive_f1_mean": r.floor,
+           **{f"cross.f1_{au}": v for au, v in r.f1.items()}, **_bounds("cross.f1_mean", unc.cross_cell(key)),
+           "ci95.resamples": unc.resampler.resamples, "ci95.seed": unc.resampler.seed}
+    for au in r.f1:
+        out.update(_bounds(f"cross.f1_{au}", unc.cross_cell(key, au)))
+    return out
 
 
 def _cross_parent(r: CrossResult) -> str:
@@ -93,7 +122,7 @@ def _log_rows(tracking: Any, rows: Sequence[tuple[str, dict[str, float]]]) -> tu
 
 def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: Sequence[str | Path],
                 table3_runs: Sequence[str | Path], out: str | Path, *, config: str = "config/config.yaml",
-                settings: Any = None) -> TablesOutput:
+                settings: Any = None, resampler: Resampler | None = None) -> TablesOutput:
     """Validate the runs, write tables/, figures/figure1.png and REPORT.md under ``out``.
 
     Args:
@@ -104,14 +133,18 @@ def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: 
         out: results directory.
         config: config path shown in the report.
         settings: loaded project config (tracking section, variant check marks); None = no MLflow logging.
+        resampler: bootstrap resamples and seed of the intervals (default: 10,000 resamples, the fixed seed).
     """
     if data not in ("synthau", "real"):
         raise ValueError(f"data must be 'synthau' or 'real', got {data!r}")
     within = group_within([read_run(p) for p in table1_runs])
     cross = group_cross([read_cross(p) for p in table2_dirs])
     ablation = group_ablation([read_run(p) for p in table3_runs])
-    tables = [table1(within, data), table1_per_au(within, data), table2(cross, data),
-              table3(ablation, data, settings)]
+    unc = assess(data, within, cross, ablation, resampler)
+    tables = [table1(within, data, unc), table1_per_au(within, data, unc), table2(cross, data, unc),
+              table3(ablation, data, settings, unc), comparisons_table(unc, data)]
+    if data == "real":
+        tables.append(reproduction_table(unc))
     out = Path(out)
     files = [f for t in tables for f in write_table(t, out / "tables")]
     files.append(write_figure1(figure_rows(within, cross, data), out / "figures" / "figure1.png", data))
@@ -121,16 +154,16 @@ def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: 
     claimed: dict[str, frozenset[Path]] = {}
     for table, g in [*(("table1", g) for g in within.values()), *(("table3", g) for g in ablation.values())]:
         row_parents[id(g)] = [_claim(claimed, name, table, g) for name in g.parents]
-        rows += [(name, row_metrics(g)) for name in row_parents[id(g)]]
+        rows += [(name, row_metrics(g, unc)) for name in row_parents[id(g)]]
     cross_parents = {k: _cross_parent(r) for k, r in cross.items()}
-    rows += [(cross_parents[k], _cross_metrics(r)) for k, r in cross.items()]
+    rows += [(cross_parents[k], _cross_metrics(k, r, unc)) for k, r in cross.items()]
     parents, status = _log_rows(getattr(settings, "tracking", None), rows)
 
     from au_ttt.train.provenance import git_state
 
     report = render_report(ReportInputs(data=data, config=config, tables=tables, within=within, cross=cross,
                                         ablation=ablation, parents=parents, cross_parents=cross_parents,
-                                        row_parents=row_parents,
+                                        row_parents=row_parents, uncertainty=unc,
                                         tracking_status=status, git=git_state()))
     files.append(atomic_write_text(out / "REPORT.md", report))
     return TablesOutput(files, parents, status)

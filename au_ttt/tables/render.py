@@ -1,7 +1,9 @@
 """Render a :class:`~au_ttt.tables.build.Table` as Markdown, LaTeX (booktabs) and CSV; atomic writes.
 
 Numbers are rounded to one decimal, as the paper prints them; differences carry a sign; a missing value
-(the paper's "-", or an AU a dataset does not annotate) is an en dash. The CSV keeps every column at full
+(the paper's "-", or an AU a dataset does not annotate) is an en dash. A value whose frame has
+``"<col> lo"``/``"<col> hi"`` columns is shown with its interval, ``58.6 [54.1, 62.9]`` (and
+``(seed sd 0.8)`` when several seeds exist). The CSV keeps every column, bounds included, at full
 precision. LaTeX needs ``booktabs`` and ``amssymb`` (for ``\\checkmark``).
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 from au_ttt.fileio import atomic_write_text
 from au_ttt.tables.build import DIFF, PAPER, Table
 
-__all__ = ["fmt", "to_latex", "to_markdown", "write_table"]
+__all__ = ["fmt", "fmt_cell", "to_latex", "to_markdown", "write_table"]
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "→": r"$\rightarrow$",
@@ -34,11 +36,21 @@ def fmt(value: Any, signed: bool = False) -> str:
     return str(value)
 
 
+def fmt_cell(row: Any, col: str, signed: bool = False) -> str:
+    """``row[col]`` formatted, followed by ``[lo, hi]`` when the row has that column's interval."""
+    text = fmt(row.get(col), signed)
+    lo, hi, sd = (row.get(f"{col} {k}") for k in ("lo", "hi", "seed sd"))
+    if text == "–" or _missing(lo) or _missing(hi):
+        return text
+    text += f" [{fmt(lo, signed)}, {fmt(hi, signed)}]"
+    return text if _missing(sd) else f"{text} (seed sd {fmt(sd)})"
+
+
 def _cells(table: Table) -> list[list[str]]:
     out = []
     for _, row in table.frame.iterrows():
         diff_row = row.get("source") == DIFF
-        out.append([fmt(row.get(c), diff_row or c in table.signed) for c in table.display])
+        out.append([fmt_cell(row, c, diff_row or c in table.signed) for c in table.display])
     return out
 
 

@@ -3,6 +3,9 @@
 Every row links to the MLflow parent run holding its fold mean/std, every fold to its own MLflow run
 (``http://127.0.0.1:5000/#/experiments/<id>/runs/<id>``, served by ``au-ttt mlflow-ui``); where no MLflow
 id exists the run directory's local path is given instead, with the reason.
+
+Uncertainty is said in words too: which paired differences are distinguishable from noise and which are
+not, and (real data) a first line "k of n cells reproduced" with a verdict per published cell.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from pathlib import Path
 
 from au_ttt.tables.build import NAMES, SYNTHETIC, DataKind, Table
 from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup, Tracking
-from au_ttt.tables.render import to_markdown
+from au_ttt.tables.intervals import Interval, summary
+from au_ttt.tables.render import fmt, to_markdown
+from au_ttt.tables.uncertainty import MIN_SUBJECTS, Comparison, Uncertainty, describe
 
 __all__ = ["MLFLOW_UI", "ReportInputs", "mlflow_url", "render_report", "run_link"]
 
@@ -47,6 +52,7 @@ class ReportInputs:
     parents: dict[str, tuple[str, str]] = field(default_factory=dict)
     cross_parents: dict[tuple[str, str], str] = field(default_factory=dict)
     row_parents: dict[int, list[str]] = field(default_factory=dict)  # id(FoldGroup) → its parent names
+    uncertainty: Uncertainty | None = None
     tracking_status: str = ""
     git: Mapping[str, str] = field(default_factory=dict)
 
@@ -66,7 +72,9 @@ def _fold_table(rows: Mapping[str, FoldGroup], inp: ReportInputs) -> list[str]:
             out.append(f"| {name} | {r.test_part} | {100 * r.f1_mean:.1f} | {100 * r.floor:.1f} | {best} | "
                        f"{r.test_frames} | {run_link(r.tracking, r.path)} |")
         best = f"{g.best:.1f}" if g.best is not None else "–"
-        out.append(f"| **{name}** | **mean ± std** | **{mean:.1f} ± {std:.1f}** | {g.floor:.1f} | {best} | | "
+        ci = f" {_bracket(inp.uncertainty.row(g))}" if inp.uncertainty is not None else ""
+        out.append(f"| **{name}** | **mean ± std** [95 % CI] | **{mean:.1f} ± {std:.1f}**{ci} | {g.floor:.1f} | "
+                   f"{best} | | "
                    f"parent: {_parent_links(inp.row_parents.get(id(g), g.parents), inp.parents)} |")
     return out
 
@@ -97,6 +105,55 @@ def _optimistic(inp: ReportInputs) -> list[str]:
     return out
 
 
+def _bracket(iv: Interval, signed: bool = False) -> str:
+    return f"[{fmt(iv.lo, signed)}, {fmt(iv.hi, signed)}]"
+
+
+def _said(c: Comparison) -> str:
+    assert c.diff is not None
+    return f"{c.table} ({c.dataset}), {c.a} − {c.b}: {fmt(c.diff.point, True)} points {_bracket(c.diff, True)}"
+
+
+def _findings(unc: Uncertainty) -> list[str]:
+    """The paired comparisons in words: distinguishable from noise or not."""
+    real = [c for c in unc.comparisons if c.distinguishable]
+    noise = [c for c in unc.comparisons if c.diff is not None and not c.distinguishable]
+    unpaired = [c for c in unc.comparisons if c.diff is None]
+    out = [f"Of {len(unc.comparisons)} paired comparisons the tables imply, **{len(real)} are distinguishable from "
+           f"noise** (the 95 % interval of the difference excludes 0) and {len(noise)} are not"
+           + (f"; {len(unpaired)} could not be paired" if unpaired else "") + ". Each is judged at 95 % on its own "
+           "(no correction for making several): among rows that truly do not differ, about one comparison in "
+           "twenty still comes out distinguishable.", ""]
+    fewest = unc.fewest()
+    if fewest < MIN_SUBJECTS:
+        out += [f"**Caution:** only {fewest} test subjects in the smallest fold. With so few subjects the intervals "
+                "are too narrow (in the simulation of `tests/test_intervals.py`, 4 subjects per fold gave 74 % "
+                "coverage for a nominal 95 %), so \"distinguishable\" below is not evidence of a real difference.",
+                ""]
+    if real:
+        out += ["Distinguishable from noise:", ""]
+        out += [f"- {_said(c)} — {c.a} is {'better' if c.diff.point > 0 else 'worse'} than {c.b} beyond "
+                "what the choice of test subjects explains" + (f" ({c.note})" if c.note else "") + "." for c in real]
+        out.append("")
+    if noise:
+        out += ["Not distinguishable from noise (the interval contains 0: on these test subjects the two rows "
+                "cannot be told apart, whatever the order of their means):", ""]
+        out += [f"- {_said(c)}" + (f" ({c.note})" if c.note else "") + "." for c in noise]
+        out.append("")
+    out += [f"- {c.table} ({c.dataset}), {c.a} − {c.b}: {c.note}." for c in unpaired]
+    return out
+
+
+def _verdict_lines(unc: Uncertainty) -> list[str]:
+    bad = [v for v in unc.verdicts if not v.reproduced]
+    out = [f"{summary(unc.verdicts)}: the published number lies inside this run's 95 % interval."]
+    if bad:
+        out += ["", "Not reproduced (this run − paper, with its interval):", ""]
+        out += [f"- {v.cell}: this run {fmt(v.ours.point)} {_bracket(v.ours)} vs paper {fmt(v.published)}; "
+                f"difference {fmt(v.difference.point, True)} {_bracket(v.difference, True)}." for v in bad]
+    return out
+
+
 def render_report(inp: ReportInputs) -> str:
     """The whole REPORT.md text."""
     synthetic = inp.data == "synthau"
@@ -106,7 +163,11 @@ def render_report(inp: ReportInputs) -> str:
                       | {r.epoch_policy for r in inp.cross.values()})
     commit = inp.git.get("git.commit", "unknown")
     dirty = " (uncommitted changes)" if inp.git.get("git.dirty") == "true" else ""
+    unc = inp.uncertainty
     lines = [title, ""]
+    if unc is not None and not synthetic:
+        lines += [f"**Reproduction: {summary(unc.verdicts)}** (the paper's number inside this run's 95 % "
+                  "subject-level bootstrap interval; see [Reproduction verdicts](#reproduction-verdicts)).", ""]
     if synthetic:
         lines += ["> **Synthetic data.** Every number below comes from SynthAU, the generated stand-in for BP4D "
                   "and DISFA. It checks that the pipeline runs end to end; it says nothing about AU-TTT's accuracy "
@@ -125,6 +186,10 @@ def render_report(inp: ReportInputs) -> str:
         "- **All-positive floor**: the F1 of predicting every AU present in every frame of the same test set — "
         "the number a detector has to beat. It stands next to every within-domain number below.",
         "- **Cross-domain**: the unchanged source model is scored on AUs 1, 2, 4, 6, 12 of the other dataset.",
+        *([f"- **Intervals** (the primary uncertainty; fold mean ± std is kept as the paper's convention): "
+           f"{describe(unc.resampler)} A difference between two rows is *paired*: both are scored on the same "
+           "frames under the same subject draws; it is *distinguishable from noise* when its interval excludes "
+           "0."] if unc is not None else []),
         f"- **MLflow**: {inp.tracking_status} Open the links with `au-ttt mlflow-ui --config {inp.config}` "
         f"({MLFLOW_UI}). A row links to its parent run (fold mean and std), a fold to its own run.", ""]
     by_name = {t.name: t for t in inp.tables}
@@ -140,6 +205,16 @@ def render_report(inp: ReportInputs) -> str:
                   f"Files: `tables/{name}.md`, `tables/{name}.tex`, `tables/{name}.csv`.", ""]
         if runs is not None:
             lines += ["Runs behind these numbers:", "", *runs(), ""]
+    if unc is not None:
+        lines += ["## Which differences are distinguishable from noise", "", *_findings(unc), ""]
+        if "comparisons" in by_name:
+            lines += [to_markdown(by_name["comparisons"], heading="###"),
+                      "Files: `tables/comparisons.md`, `tables/comparisons.tex`, `tables/comparisons.csv`.", ""]
+        if not synthetic:
+            lines += ["## Reproduction verdicts", "", *_verdict_lines(unc), ""]
+            if "reproduction" in by_name:
+                lines += [to_markdown(by_name["reproduction"], heading="###"), "Files: `tables/reproduction.md`, "
+                          "`tables/reproduction.tex`, `tables/reproduction.csv`.", ""]
     lines += ["## Figure 1 — within- vs cross-domain gap", "", f"![Figure 1]({inp.figure})", "",
               "Within = mean of the BP4D and DISFA within-domain F1 (Table I); cross = mean of the two directions' "
               "Avg. (Table II); gap = within − cross." + ("" if synthetic else " Published methods are those with "

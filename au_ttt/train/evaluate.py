@@ -54,9 +54,11 @@ def evaluate_model(model, dataset, device: torch.device, batch_size: int = 64, w
 
 
 def write_predictions(path: str | Path, dataset, result: dict[str, Any], aus) -> Path:
-    """Per-frame probabilities and labels, so tables can be recomputed without rerunning models."""
+    """Per-frame probabilities and labels, so tables can be recomputed without rerunning models; ``subject``
+    (of each frame, from ``dataset.subjects``) is what the tables' subject-level bootstrap resamples."""
     path = Path(path)
-    frame = pd.DataFrame({"row": result["rows"]})
+    subjects = pd.Series(np.asarray(dataset.subjects).astype(str), index=np.asarray(dataset.rows))
+    frame = pd.DataFrame({"row": result["rows"], "subject": subjects.loc[result["rows"]].to_numpy()})
     for i, au in enumerate(aus):
         frame[f"prob_AU{au}"] = result["probs"][:, i].astype(np.float32)
         frame[f"label_AU{au}"] = result["labels"][:, i]

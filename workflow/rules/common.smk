@@ -4,18 +4,26 @@ import json
 from pathlib import Path
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
+import au_ttt  # (the package must be installed: `make setup`)
+from au_ttt.config import ConfigError
+from au_ttt.data.protocol import PARTS as PUBLISHED_PARTS
+from au_ttt.data.protocol import first_subjects, shard_subjects
+from au_ttt.fileio import atomic_write_text
+from au_ttt.resources import resolve_resources
+from au_ttt.settings import load_settings
+from au_ttt.train.runkey import source_digest
+from au_ttt.workflow_config import check_workflow
 
-import au_ttt  # noqa: E402  (the package must be installed: `make setup`)
-from au_ttt.config import ConfigError  # noqa: E402
-from au_ttt.data.protocol import PARTS as PUBLISHED_PARTS  # noqa: E402
-from au_ttt.data.protocol import first_subjects, shard_subjects  # noqa: E402
-from au_ttt.fileio import atomic_write_text  # noqa: E402
-from au_ttt.resources import resolve_resources  # noqa: E402
-from au_ttt.settings import load_settings  # noqa: E402
-from au_ttt.train.runkey import source_digest  # noqa: E402
+# The one check of the workflow section that `au-ttt plan` and `au-ttt dvc-stage` run too (the schema below, in
+# the package's wording, and the SynthAU size ranges); Snakemake's validate then fills the schema's defaults.
+try:
+    check_workflow(config, ", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml")
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+validate(config, schema="../schemas/config.schema.yaml")
 
 REPO = Path(au_ttt.__file__).resolve().parents[1]  # the checkout the package is installed from (editable)
 WF = config["workflow"]

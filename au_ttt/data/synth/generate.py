@@ -35,6 +35,7 @@ from au_ttt.data.synth.writers import (
     write_disfa_labels,
     write_jpeg,
 )
+from au_ttt.data.synth_limits import synthau_size_problem
 from au_ttt.errors import InputError
 from au_ttt.fileio import make_temp_dir, swap_in_dir
 
@@ -136,11 +137,12 @@ def _fix_mat_headers(root: Path) -> None:
         path.write_bytes(header + data[116:])
 
 
-def _subjects(dataset: str, per_part: int) -> list[str]:
-    try:
-        return first_subjects(dataset, per_part)
-    except ValueError as err:
-        raise InputError(str(err)) from None
+def _check_sizes(**sizes: int) -> None:
+    """The sizes' ranges (au_ttt.data.synth_limits, shared with the config checks), named as `au-ttt synth`'s flags."""
+    for name, value in sizes.items():
+        problem = synthau_size_problem(name, value)
+        if problem:
+            raise InputError(f"--{name.replace('_', '-')} {value!r}: {problem}")
 
 
 def generate_synthau(out_dir: str | os.PathLike, seed: int = 0, subjects_per_part: int = 2, bp4d_tasks: int = 3,
@@ -157,11 +159,11 @@ def generate_synthau(out_dir: str | os.PathLike, seed: int = 0, subjects_per_par
         unknown_standard: (frame, AU) cells per BP4D task set to 9 in the 12 evaluated columns.
     """
     out = Path(out_dir)
+    _check_sizes(seed=seed, subjects_per_part=subjects_per_part, bp4d_tasks=bp4d_tasks, bp4d_frames=bp4d_frames,
+                 disfa_frames=disfa_frames, unknown_standard=unknown_standard)
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists: choose a new --out or pass --overwrite")
-    if not 1 <= bp4d_tasks <= 8 or bp4d_frames < 2 or disfa_frames < 2:
-        raise InputError("need 1 ≤ bp4d_tasks ≤ 8 (BP4D has T1–T8), bp4d_frames ≥ 2 and disfa_frames ≥ 2")
-    bp4d_subjects, disfa_subjects = _subjects("bp4d", subjects_per_part), _subjects("disfa", subjects_per_part)
+    bp4d_subjects, disfa_subjects = (first_subjects(d, subjects_per_part) for d in ("bp4d", "disfa"))
     tmp = make_temp_dir(out)                             # also sweeps temporaries of killed runs
     try:
         tasks = [f"T{k}" for k in range(1, bp4d_tasks + 1)]
