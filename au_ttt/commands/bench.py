@@ -48,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "none = all (au_ttt/planning/profile_steps.py)")
     parser.add_argument("--profile-dir", default=None,
                         help="with --profile-ops: where to write them (default au_ttt/planning/profiles/)")
-    parser.add_argument("--ttt-impl", default="fast",
-                        help="with --profile-ops: the TTT scan implementation AU-TTT's profiles use (fast = eager)")
+    parser.add_argument("--ttt-impl", default="fast", choices=["fast", "triton", "reference"],
+                        help="with --profile-ops: the TTT scan AU-TTT's profiles use: fast (the eager core), triton "
+                             "(the scan kernels' custom ops), reference; the standard set records eager and triton")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,9 @@ computes what the PyTorch path computes in float32. The kernels take float32 and
 (F = 64 in ViT-S/16); :func:`supports` says when the auto backend may pick them. With ``TRITON_INTERPRET=1``
 in the environment, Triton runs them on the CPU (numpy), which is how the tests
 check them without a GPU (``triton.jit`` reads that variable when it decorates, i.e. when this module is
-imported).
+imported). Each launch is one custom op with a FLOP formula (the fused PyTorch core's products, backward with
+its recomputing forward), so the GPU cost model's op profiles price the kernels' arithmetic
+(:mod:`au_ttt.planning.profile_steps`).
 
 Shape legend as in :mod:`au_ttt.model.ttt_fused`: X (n, N, 3, b, F), coef (n, N, b, b), e (n, N, b, 1),
 W0 (N, F, F), b0, ln_w, ln_b (N, 1, F).
@@ -30,6 +32,7 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
 from au_ttt.model.ttt import LN_EPS
 
@@ -210,6 +213,25 @@ def _backward_outputs(X: Tensor) -> tuple[Tensor, ...]:
 @_backward_op.register_fake
 def _(grad, X, coef, e, W0, b0, ln_w, ln_b):
     return _backward_outputs(X)
+
+
+def _forward_flops(x_shape) -> int:
+    """The fused PyTorch core's product FLOPs per forward: [Q 1; K 1]·Wa, coef·δ and the Wa update."""
+    n, N, _, b, F = x_shape
+    return n * N * (6 * b * (F + 1) * F + 2 * b * b * F)
+
+
+@register_flop_formula(torch.ops.au_ttt.ttt_scan_forward)
+def _forward_op_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
+    """Counted as :mod:`au_ttt.model.ttt_fused` counts, so the cost model prices the same arithmetic."""
+    return _forward_flops(x_shape)
+
+
+@register_flop_formula(torch.ops.au_ttt.ttt_scan_backward)
+def _backward_op_flops(grad_shape, x_shape, *args, out_shape=None, **kwargs) -> int:
+    """The recomputing forward plus the reverse sweep's products (8 with Wa, 2 with W_iᵀ, coef and ∂coef)."""
+    n, N, _, b, F = x_shape
+    return _forward_flops(x_shape) + n * N * (8 * b * (F + 1) * F + 4 * b * F * F + 4 * b * b * F)
 
 
 def scan_forward(X: Tensor, coef: Tensor, e: Tensor, W0: Tensor, b0: Tensor, ln_w: Tensor, ln_b: Tensor,
