@@ -123,3 +123,27 @@ def listening_sockets(pids: list[int]) -> list[tuple[str, int]]:
             ip = ipaddress.ip_address(raw)
             out.append((str(getattr(ip, "ipv4_mapped", None) or ip), int(port, 16)))
     return out
+
+
+# --- data products: a small BP4D-format SynthAU replica ------------------------------------------------
+def synth_bp4d(root: Path, config: Path) -> Path:
+    """144 SynthAU BP4D frames through index → landmarks → crops → heatmaps under ``root``; returns the folder
+    holding index.parquet, crops/ and heatmaps/ (the smallest replica every AU has positives in)."""
+    from au_ttt.cli import main
+
+    d = root / "bp4d"
+
+    def au_ttt(*args):
+        assert main([*map(str, args)]) == 0, args
+
+    au_ttt("synth", "--out", root / "synth", "--subjects-per-part", 2, "--bp4d-tasks", 3, "--bp4d-frames", 8,
+           "--disfa-frames", 5, "--no-progress")
+    au_ttt("data", "index", "--dataset", "bp4d", "--root", root / "synth/BP4D", "--out", d / "index.parquet",
+           "--no-progress")
+    au_ttt("landmarks", "--config", config, "--backend", "provided", "--index", d / "index.parquet",
+           "--dataset-root", root / "synth/BP4D", "--out", d / "landmarks.npz", "--no-progress")
+    au_ttt("crops", "--config", config, "--index", d / "index.parquet", "--landmarks", d / "landmarks.npz",
+           "--out", d / "crops", "--no-progress")
+    au_ttt("heatmaps", "--config", config, "--index", d / "index.parquet", "--crops", d / "crops",
+           "--out", d / "heatmaps", "--no-progress")
+    return d

@@ -27,7 +27,7 @@ import torch
 import yaml
 from conftest import REPO
 from PIL import Image
-from runkit import descendants, state, wait_for
+from runkit import descendants, state, synth_bp4d, wait_for
 from safetensors.torch import load_file
 
 from au_ttt.cli import main
@@ -48,21 +48,7 @@ def data(tmp_path_factory):
     cfg["train"].update(epochs=EPOCHS, eval_every=1, num_workers=2, threads=1, batch_size=16)
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    d = root / "bp4d"
-
-    def au_ttt(*args):
-        assert main([*map(str, args)]) == 0, args
-
-    au_ttt("synth", "--out", root / "synth", "--subjects-per-part", 2, "--bp4d-tasks", 3, "--bp4d-frames", 8,
-           "--disfa-frames", 5, "--no-progress")
-    au_ttt("data", "index", "--dataset", "bp4d", "--root", root / "synth/BP4D", "--out", d / "index.parquet",
-           "--no-progress")
-    au_ttt("landmarks", "--config", config, "--backend", "provided", "--index", d / "index.parquet",
-           "--dataset-root", root / "synth/BP4D", "--out", d / "landmarks.npz", "--no-progress")
-    au_ttt("crops", "--config", config, "--index", d / "index.parquet", "--landmarks", d / "landmarks.npz",
-           "--out", d / "crops", "--no-progress")
-    au_ttt("heatmaps", "--config", config, "--index", d / "index.parquet", "--crops", d / "crops",
-           "--out", d / "heatmaps", "--no-progress")
+    d = synth_bp4d(root, config)
     return {"root": root, "config": config, "d": d, "cfg": cfg}
 
 

@@ -28,14 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from au_ttt.settings import load_settings
-    from au_ttt.train.cross import evaluate_run
-    from au_ttt.train.runtime import job_device
+    from au_ttt import engine
 
-    settings = load_settings(args.config)
-    with job_device(args.device) as place:
-        metrics = evaluate_run(settings, args.run, args.dataset, args.index, args.crops, args.heatmaps, args.out,
-                               target_part=args.target_part, device=place.device)
+    metrics = engine.evaluate(engine.load(args.config), args.run, args.dataset,
+                              engine.DataPaths(args.index, args.crops, args.heatmaps), args.out,
+                              target_part=args.target_part, device=args.device)
     print(f"{metrics.source} → {metrics.target} ({metrics.test_set}): mean F1 {metrics.f1_mean:.3f} "
           f"over AUs {list(metrics.aus)} (all-positive {metrics.all_positive_f1_mean:.3f}) → {args.out}")
     return 0

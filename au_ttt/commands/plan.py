@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from au_ttt.planning.gpu_model import CostModel
 
 HELP = "estimate the hours of every pipeline stage for a config on given cores, GPUs and nodes"
 
@@ -80,19 +85,27 @@ def run(args: argparse.Namespace) -> int:
     geometry = model_geometry(config, source)
     other = None if geometry == VIT_S16 else geometry.label
     print("\n" + render_gpu_model(model, args.gpu_type, path, batches, why, other))
-    others = {}
-    for alt_path in (p for p in model.paths() if p != path):
-        alt = estimate(config, resources, book(alt_path), source)
-        others[alt_path] = {"gpu_h": sum(e.device_h for e in alt if e.device == "gpu"),
-                            "imagenet_pretraining_gpu_days": pretraining_gpu_days(config, book(alt_path), source, gpus)}
-        print(f"With the {alt_path} op profiles instead: {others[alt_path]['gpu_h']:,.1f} GPU-hours in this plan, "
-              f"ImageNet-1K pretraining {others[alt_path]['imagenet_pretraining_gpu_days']:,.1f} GPU-days.")
-    if not others:
-        print("No other AU-TTT path is profiled; another path's profiles (`au-ttt bench --profile-ops au_ttt "
-              "--ttt-impl NAME`) are priced here beside this one once they exist.")
+    others = _other_paths(model, path, lambda p: estimate(config, resources, book(p), source),
+                          lambda p: pretraining_gpu_days(config, book(p), source, gpus))
     if args.json is not None:
         plan = plan_dict(stages, resources, rates.files, days)
         plan["gpu_model"] = gpu_model_dict(model, args.gpu_type, path, batches) | {"other_paths": others}
         atomic_write_json(args.json, plan)
         print(f"\nplan: {args.json}")
     return 0
+
+
+def _other_paths(model: CostModel, path: str, plan_for: Callable[[str], list],
+                 pretrain_days_for: Callable[[str], float]) -> dict[str, dict[str, float]]:
+    """GPU-hours and pretraining GPU-days of the plan on each other profiled AU-TTT path (printed, returned)."""
+    others = {}
+    for alt_path in (p for p in model.paths() if p != path):
+        alt = plan_for(alt_path)
+        others[alt_path] = {"gpu_h": sum(e.device_h for e in alt if e.device == "gpu"),
+                            "imagenet_pretraining_gpu_days": pretrain_days_for(alt_path)}
+        print(f"With the {alt_path} op profiles instead: {others[alt_path]['gpu_h']:,.1f} GPU-hours in this plan, "
+              f"ImageNet-1K pretraining {others[alt_path]['imagenet_pretraining_gpu_days']:,.1f} GPU-days.")
+    if not others:
+        print("No other AU-TTT path is profiled; another path's profiles (`au-ttt bench --profile-ops au_ttt "
+              "--ttt-impl NAME`) are priced here beside this one once they exist.")
+    return others

@@ -18,17 +18,9 @@ releases it by itself).
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from au_ttt.settings import Settings
-    from au_ttt.train.data import DataPaths
 
 HELP = "train one (dataset, fold, variant) and write its run directory"
-
-log = logging.getLogger("au_ttt.commands.train")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,83 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    """Parse → :func:`au_ttt.engine.train` → one summary line."""
+    from au_ttt import engine
 
-    from au_ttt.settings import load_settings
-    from au_ttt.train.data import DataPaths, check_compatible
-    from au_ttt.train.weights import weights_kind
-
-    settings = load_settings(args.config)
-    if args.pretrained:
-        pretrained = None if args.pretrained.lower() == "none" else args.pretrained
-        settings = replace(settings, train=replace(settings.train, pretrained=pretrained))
-    if args.threads is not None:
-        settings = replace(settings, train=replace(settings.train, threads=args.threads))
-    if settings.train.pretrained:
-        weights_kind(settings.train.pretrained)  # missing/unreadable file → error now, not after data loading
-    settings.model_for(args.variant)          # unknown variant → error now
-    check_compatible(settings, args.variant)
-    paths = DataPaths(args.index, args.crops, args.heatmaps)
-    paths.check()
-    from au_ttt.locks import run_dir_lock
-
-    with run_dir_lock(args.out):  # a second train on this --out would mix both runs' records: refused here
-        return _train(args, settings, paths)
-
-
-def _train(args: argparse.Namespace, settings: Settings, paths: DataPaths) -> int:
-    """The run itself, with ``args.out`` held by this process."""
-    from dataclasses import asdict
-
-    from au_ttt.train.data import load_split
-    from au_ttt.train.loop import RunSpec, plan_resume, train_run
-    from au_ttt.train.runkey import run_key
-    from au_ttt.train.runtime import interrupt_on_sigterm, job_device
-    from au_ttt.train.tracking import RUN_KEY_TAG, RunLogger
-
-    spec = RunSpec(args.dataset, args.test_part, args.variant)
-    key = run_key(settings.resolved(args.variant), asdict(spec),
-                  {"index": paths.index, "crops": paths.crops, "heatmaps": paths.heatmaps,
-                   "pretrained": settings.train.pretrained})
-    train_ds = load_split(settings, paths, args.dataset, args.test_part, "train")
-    test_ds = load_split(settings, paths, args.dataset, args.test_part, "test")
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(args.out / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    plan = plan_resume(args.out, key, args.resume)
-    log.info("%s: run key %s; %s", spec.name, key.digest[:16], plan.message)
-    interrupt_on_sigterm()
-    # the device (and GPU slot) is chosen before anything touches CUDA
-    with job_device(args.device) as place:
-        tags = {"dataset": args.dataset, "test_part": args.test_part, "variant": args.variant or "model",
-                "kind": "train", RUN_KEY_TAG: key.digest, **place.tags}
-        with RunLogger(settings.tracking, args.out, run_name=spec.name,
-                       parent=args.parent or f"{args.dataset}/{args.variant or 'model'}", tags=tags,
-                       config=settings.resolved(args.variant), manifest=args.index, device=str(place.device),
-                       continue_run=plan.resumed) as run:
-            metrics = train_run(settings, spec, train_ds, test_ds, args.out, key=key, device=place.device, plan=plan,
-                                tracker=run, progress=not args.no_progress)
-            run.log_metrics_once({"final_f1_mean": metrics.f1_mean,
-                                  **{f"final_f1_{k}": v for k, v in metrics.f1.items()}},
-                                 step=settings.train.epochs)
-            for name in ("metrics.json", "run.json", "curves.png"):
-                run.log_artifact(args.out / name)
-            if settings.tracking.log_model and run.run_id:
-                _log_model(args.out, settings, run.run_id)
-    print(f"{spec.name}: mean F1 {metrics.f1_mean:.3f} (all-positive {metrics.all_positive_f1_mean:.3f}) "
-          f"on {metrics.test_frames} test frames → {args.out}")
+    settings = engine.with_overrides(engine.load(args.config), pretrained=args.pretrained, threads=args.threads)
+    metrics = engine.train(settings, engine.DataPaths(args.index, args.crops, args.heatmaps), args.dataset,
+                           args.test_part, args.out, variant=args.variant, resume=args.resume, device=args.device,
+                           parent=args.parent, progress=not args.no_progress)
+    print(f"{metrics.run}: mean F1 {metrics.f1_mean:.3f} "
+          f"(all-positive {metrics.all_positive_f1_mean:.3f}) on {metrics.test_frames} test frames → {args.out}")
     return 0
-
-
-def _log_model(out, settings, run_id: str) -> None:
-    """The run as an MLflow pyfunc model (`au-ttt export` bundle inside); tracking never stops training."""
-    from au_ttt.predict.mlflow_model import log_pyfunc_model
-
-    try:
-        uri = log_pyfunc_model(out, settings.tracking, run_id, config=settings.source)
-        log.info("logged the model to MLflow: %s", uri)
-    except Exception as err:  # a store problem must not fail a finished training
-        log.warning("could not log the model to MLflow (%s: %s); `au-ttt export %s` makes the same bundle",
-                    type(err).__name__, err, out)

@@ -174,6 +174,17 @@ def run_predict(inputs: list[str], model: LoadedModel, out_dir: str | Path, opts
     combined = out_dir / COMBINED_CSV
     if written:
         atomic_write(combined, lambda tmp: _concatenate(tmp, [p for _, p in written]))
+    summary = _summary(model, opts, predictor, stats, written, unreadable, given=given, replaced=len(replaced),
+                       seconds=seconds, combined=combined)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _summary(model: LoadedModel, opts: PredictOptions, predictor, stats: dict[Source, SourceStats],
+             written: list[tuple[Source, Path]], unreadable: list, *, given: int, replaced: int, seconds: float,
+             combined: Path) -> dict[str, Any]:
+    """What ``summary.json`` says about a finished job: inputs, counts, speeds and the files written."""
     done = [stats[s] for s, _ in written]
     frames = sum(s.frames for s in done)
     summary = {
@@ -186,7 +197,7 @@ def run_predict(inputs: list[str], model: LoadedModel, out_dir: str | Path, opts
         "unscorable_faces": sum(s.unscorable_faces for s in done),
         "too_small_frames": sum(s.too_small_frames for s in done),
         "unreadable": [asdict(u) for u in unreadable],
-        "replaced_earlier_outputs": len(replaced),
+        "replaced_earlier_outputs": replaced,
         "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2) if seconds > 0 else None,
         "stage_seconds": {k: round(v, 3) for k, v in predictor.times.items()},
         "stage_frames_per_s": {k: round(v, 2) if math.isfinite(v) else None
@@ -194,8 +205,6 @@ def run_predict(inputs: list[str], model: LoadedModel, out_dir: str | Path, opts
         "outputs": {"combined_csv": str(combined) if written else None,
                     "per_input": [{"input": s.name, "csv": str(p), **asdict(stats[s])} for s, p in written]},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / SUMMARY_FILE, summary)
     return summary
 
 

@@ -17,41 +17,21 @@ files the server has.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 
 from au_ttt.errors import InputError
+from au_ttt.train.model_log import MODEL_NAME, log_pyfunc_model, pip_requirements  # re-exported
 
 __all__ = ["MODEL_NAME", "SERVE_ROOT_ENV", "AUTTTPyfunc", "log_pyfunc_model", "pip_requirements", "serve_root"]
 
 log = logging.getLogger(__name__)
-MODEL_NAME = "model"
 SERVE_ROOT_ENV = "AU_TTT_SERVE_ROOT"    # the folder a loaded/served model may read inputs from
-# "models from code": MLflow stores and runs this file instead of unpickling a Python object
-_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
-# what the model needs at serving time; versions are taken from the installed distributions
-_REQUIREMENTS = ("torch", "timm", "numpy", "pandas", "scipy", "pillow", "opencv-python", "dlib-bin",
-                 "face_recognition_models", "facenet-pytorch", "safetensors", "pyyaml", "scikit-learn", "tqdm",
-                 "mlflow")
-
-
-def pip_requirements() -> list[str]:
-    out = []
-    for name in _REQUIREMENTS:
-        try:
-            out.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def serve_root() -> Path:
@@ -98,67 +78,3 @@ with warnings.catch_warnings():
             if self._predictor is None:
                 self._predictor = make_predictor(self.loaded, PredictOptions(progress=False))
             return score_paths(_paths(model_input), self.loaded, predictor=self._predictor, root=serve_root())
-
-
-def _signature():
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
-
-    return ModelSignature(inputs=Schema([ColSpec("string", "path")]))
-
-
-def log_pyfunc_model(run_dir: str | Path, tracking_cfg=None, run_id: str | None = None, *,
-                     bundle: str | Path | None = None, config: str | Path | None = None) -> str:
-    """Log ``run_dir``'s bundle (exported now unless ``bundle`` is given) as pyfunc model ``model`` to the
-    existing MLflow run ``run_id``; returns its ``runs:/<id>/model`` URI.
-
-    ``tracking_cfg`` (a TrackingConfig, or a tracking URI) names the store; ``run_id`` the run. Either
-    defaults to what ``run_dir/tracking.json`` recorded. The run's status is left as it was (a finished
-    run stays FINISHED, a running one RUNNING).
-    """
-    import mlflow
-    from mlflow import MlflowClient
-
-    import au_ttt
-    from au_ttt.predict.bundle import export_bundle
-    from au_ttt.train.tracking import tracking_uri
-
-    run_dir = Path(run_dir)
-    tracking = run_dir / "tracking.json"
-    recorded = (json.loads(tracking.read_text()).get("mlflow") or {}) if tracking.is_file() else {}
-    run_id = run_id or recorded.get("run_id")
-    if not run_id:
-        raise InputError(f"{run_dir}: no MLflow run recorded in tracking.json; pass the run id explicitly")
-    if tracking_cfg is None:
-        uri = recorded.get("tracking_uri")
-        if not uri:
-            raise InputError(f"{run_dir}: tracking.json records no tracking URI; pass the config (--config)")
-    else:
-        uri = tracking_cfg if isinstance(tracking_cfg, str) else tracking_uri(tracking_cfg)
-    client = MlflowClient(tracking_uri=uri)
-    try:
-        status = client.get_run(run_id).info.status
-    except Exception as err:  # mlflow raises MlflowException (and store errors) for an unknown id
-        raise InputError(f"MLflow run {run_id} not found in {uri} ({type(err).__name__})") from None
-    previous_uri = mlflow.get_tracking_uri()
-    with tempfile.TemporaryDirectory(prefix="au-ttt-bundle-") as tmp:
-        if bundle is None:
-            bundle = export_bundle(run_dir, Path(tmp) / "bundle", config)
-        code = Path(tmp) / "code" / "au_ttt"     # the package without caches
-        shutil.copytree(Path(au_ttt.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        mlflow.set_tracking_uri(uri)
-        try:
-            mlflow.start_run(run_id=run_id)
-            try:
-                with warnings.catch_warnings():
-                    # MLflow suggests type hints / an input example; the explicit signature covers the input
-                    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.pyfunc.*")
-                    mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=str(_ENTRY),
-                                            artifacts={"bundle": str(bundle)}, code_paths=[str(code)],
-                                            pip_requirements=pip_requirements(), signature=_signature())
-            finally:
-                mlflow.end_run()
-                client.update_run(run_id, status=status)
-        finally:
-            mlflow.set_tracking_uri(previous_uri)
-    return f"runs:/{run_id}/{MODEL_NAME}"

@@ -137,11 +137,6 @@ class Predictor:
         jobs: list[_Job] = []
         videos: dict[Source, OverlayVideo] = {}
 
-        def overlay_path(source: Source) -> Path:
-            assert overlay_dir is not None
-            name = (names or {}).get(source, source.path.stem)
-            return overlay_dir / f"{name}{'.mp4' if source.kind == 'video' else '.png'}"
-
         def flush(final: bool) -> Iterator[tuple[Source, FaceRow]]:
             while jobs and (final or len(jobs) >= self.batch):
                 chunk = jobs[:self.batch]
@@ -160,7 +155,7 @@ class Predictor:
                     if rec.source.kind == "video":
                         videos[rec.source].write(drawn)
                     else:
-                        write_png(overlay_path(rec.source), drawn)
+                        write_png(_overlay_path(overlay_dir, names, rec.source), drawn)
                 for row in rec.rows:
                     yield rec.source, row
             self._timed("output", t)
@@ -177,7 +172,8 @@ class Predictor:
                 st = stats.setdefault(source, SourceStats())
                 st.fps, st.rotation = stream.fps, stream.rotation
                 if overlay_dir is not None and source.kind == "video":
-                    videos[source] = OverlayVideo(overlay_path(source), stream.fps / self.every)
+                    videos[source] = OverlayVideo(_overlay_path(overlay_dir, names, source),
+                                                   stream.fps / self.every)
                 yield from self._source(source, stream, st, pending, jobs, overlay_dir is not None, flush)
             yield from flush(final=True)
             for video in videos.values():
@@ -242,3 +238,9 @@ class Predictor:
         total = sum(self.times.values())
         out["total"] = frames / total if total > 0 else math.inf
         return out
+
+
+def _overlay_path(overlay_dir: Path, names: dict[Source, str] | None, source: Source) -> Path:
+    """Where ``source``'s overlay goes: ``<name>.mp4`` for a video, ``<name>.png`` for an image."""
+    name = (names or {}).get(source, source.path.stem)
+    return overlay_dir / f"{name}{'.mp4' if source.kind == 'video' else '.png'}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,6 +15,9 @@ from au_ttt.model.au_ttt import AUTTT
 from au_ttt.train.data import DataPaths, load_split
 from au_ttt.train.evaluate import evaluate_model, write_predictions
 from au_ttt.train.records import CrossMetrics, RunInfo
+
+if TYPE_CHECKING:
+    from au_ttt.settings import Settings
 
 __all__ = ["evaluate_run", "load_run"]
 
@@ -42,7 +46,8 @@ def load_run(run_dir: str | Path) -> tuple[RunInfo, AUTTT]:
     return info, model
 
 
-def evaluate_run(settings, run_dir, target: str, index, crops, heatmaps, out_dir, *, device: torch.device,
+def evaluate_run(settings: Settings, run_dir: str | Path, target: str, index: str | Path, crops: str | Path,
+                 heatmaps: str | Path, out_dir: str | Path, *, device: torch.device,
                  target_part: int | None = None) -> CrossMetrics:
     """Score the run in ``run_dir`` on ``target``: its own test part, or (cross-domain) the shared AUs of the
     entire target dataset (``target_part``: only that part, FG-Net's setting)."""

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from au_ttt.data.protocol import AUS
 from au_ttt.errors import InputError
+
+if TYPE_CHECKING:
+    from au_ttt.settings import Settings
 
 __all__ = ["DataPaths", "check_compatible", "load_split"]
 
@@ -29,7 +33,7 @@ class DataPaths:
                                  f"{ {'index': 'data index', 'crops': 'crops', 'heatmaps': 'heatmaps'}[name] }`)")
 
 
-def check_compatible(settings, variant: str | None) -> None:
+def check_compatible(settings: Settings, variant: str | None) -> None:
     """Model input/grid/heatmap sizes must equal what the data side renders."""
     model, hm = settings.model_for(variant), settings.heatmaps
     target = model.heatmap_size or model.grid_size[0]
@@ -44,7 +48,7 @@ def check_compatible(settings, variant: str | None) -> None:
         raise InputError(f"{settings.source}: " + "; ".join(problems))
 
 
-def load_split(settings, paths: DataPaths, dataset: str, test_part: int, split: str, *,
+def load_split(settings: Settings, paths: DataPaths, dataset: str, test_part: int, split: str, *,
                label_aus: tuple[int, ...] | None = None, mask_aus: tuple[int, ...] | None = None):
     """The ``split`` ('train'/'test') of the fold testing on ``test_part``; ``split='all'`` = every row.
 

@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +38,10 @@ from au_ttt.train.records import FoldMetrics, RunInfo, RunSpec
 from au_ttt.train.runkey import RunKey
 from au_ttt.train.runtime import autocast_for, failpoint, seed_epoch, set_threads, worker_init
 from au_ttt.train.weights import initialise_from_file
+
+if TYPE_CHECKING:
+    from au_ttt.settings import Settings
+    from au_ttt.train.config import TrainConfig
 
 __all__ = ["CHECKPOINT", "FINAL_OUTPUTS", "ResumePlan", "RunSpec", "plan_resume", "train_run"]
 
@@ -107,7 +111,22 @@ def _scalars(row: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in row.items() if isinstance(v, int | float) and k != "epoch"}
 
 
-def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *, key: RunKey,
+@dataclass
+class _Run:
+    """What one run's epochs share: the model, its loss and optimiser, and where it writes."""
+
+    spec: RunSpec
+    cfg: TrainConfig
+    model: torch.nn.Module
+    criterion: AULoss
+    opt: Any
+    device: torch.device
+    out_dir: Path
+    key: RunKey
+    aus: tuple[int, ...]
+
+
+def train_run(settings: Settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *, key: RunKey,
               device: torch.device | str, plan: ResumePlan | None = None, tracker=None, progress: bool = True,
               stop_after_epoch: int | None = None) -> FoldMetrics | None:
     """Train ``spec`` on ``train_ds``, evaluate on ``test_ds`` each epoch, write the run directory.
@@ -117,19 +136,41 @@ def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *
     ``tracker`` (a :class:`au_ttt.train.tracking.RunLogger`) gets each epoch once, also across resumes.
     ``stop_after_epoch`` returns None after that epoch, before the final outputs (tests of resume).
     """
-    cfg, model_cfg = settings.train, settings.model_for(spec.variant)
-    device = torch.device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in FINAL_OUTPUTS:  # an older run's result must never stand beside a new, unfinished one
         (out_dir / name).unlink(missing_ok=True)
+    run, info = _build(settings, spec, train_ds, test_ds, out_dir, key, torch.device(device))
+    start, history = _restore(run, plan)
+    log.info("%s: %s", spec.name, plan.message if plan is not None else "training from the start")
+    info.write(out_dir)
+    if tracker is not None:  # epochs the checkpoint has but a kill kept from the tracker
+        for row in history:
+            tracker.log_metrics_once(_scalars(row), step=row["epoch"])
+    result, last_scored = None, -1
+    t0 = time.time()
+    for epoch in range(start, run.cfg.epochs):
+        row, scored = _epoch(run, train_ds, test_ds, epoch, t0, progress)
+        if scored is not None:
+            result, last_scored = scored, epoch + 1
+        history.append(row)
+        _checkpoint(run, epoch, history, tracker, row)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < run.cfg.epochs:
+            return None
+    return _finish(run, info, test_ds, history, result if last_scored == run.cfg.epochs else None)
+
+
+def _build(settings: Settings, spec: RunSpec, train_ds, test_ds, out_dir: Path, key: RunKey,
+           device: torch.device) -> tuple[_Run, RunInfo]:
+    """Model (seeded, pretrained weights loaded), loss, optimiser and the run.json record."""
+    cfg, model_cfg = settings.train, settings.model_for(spec.variant)
     set_threads(cfg.threads)
     for ds in (train_ds, test_ds):   # on a GPU the workers leave the photometric float work to it
         set_device_photometric(ds, device)
     aus = tuple(train_ds.aus)
     seed_epoch(cfg.seed, -1)
     model = AUTTT(model_cfg, len(aus)).to(device)
-    if cfg.pretrained:  # a resumed checkpoint below overrides these weights
+    if cfg.pretrained:  # a resumed checkpoint overrides these weights
         initialise_from_file(model, cfg.pretrained)
     rates = _train_rates(train_ds, spec)
     criterion = AULoss(settings.loss, spec.dataset, rates).to(device)
@@ -141,62 +182,72 @@ def train_run(settings, spec: RunSpec, train_ds, test_ds, out_dir: str | Path, *
                    train_rates=tuple(float(r) for r in rates), train_frames=len(train_ds), test_frames=len(test_ds),
                    device=str(device), pretrained=cfg.pretrained, run_key=key.digest,
                    run_key_components=dict(key.components), landmarks=settings.landmarks, crops=settings.crops)
-    ckpt_path = out_dir / CHECKPOINT
-    start, history = 0, []
+    return _Run(spec, cfg, model, criterion, opt, device, out_dir, key, aus), info
+
+
+def _restore(run: _Run, plan: ResumePlan | None) -> tuple[int, list[dict[str, Any]]]:
+    """(first epoch to train, history so far): from the plan's checkpoint, else (0, [])."""
     ckpt = plan.checkpoint if plan is not None else None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.optimizer.load_state_dict(ckpt["optimizer"])
-        opt.scheduler.load_state_dict(ckpt["scheduler"])
-        restore_rng(ckpt["rng"])
-        start, opt.step, history = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"]
-    log.info("%s: %s", spec.name, plan.message if plan is not None else "training from the start")
-    info.write(out_dir)
-    if tracker is not None:  # epochs the checkpoint has but a kill kept from the tracker
-        for row in history:
-            tracker.log_metrics_once(_scalars(row), step=row["epoch"])
+    if ckpt is None:
+        return 0, []
+    run.model.load_state_dict(ckpt["model"])
+    run.opt.optimizer.load_state_dict(ckpt["optimizer"])
+    run.opt.scheduler.load_state_dict(ckpt["scheduler"])
+    restore_rng(ckpt["rng"])
+    run.opt.step = ckpt["step"]
+    return ckpt["epoch"] + 1, ckpt["history"]
 
-    t0 = time.time()
-    result, last_scored = None, -1
-    for epoch in range(start, cfg.epochs):
-        generator = seed_epoch(cfg.seed, epoch)
-        loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=False,
-                            worker_init_fn=worker_init if cfg.num_workers else None)
-        try:
-            row: dict[str, Any] = _train_epoch(model, loader, criterion, opt, epoch, device, cfg,
-                                               f"{spec.name} epoch {epoch + 1}/{cfg.epochs}", progress)
-        except NonFiniteLoss as err:
-            kept = f"the last good checkpoint is {ckpt_path} (epoch {epoch})" if epoch else "no checkpoint was written"
-            raise NonFiniteLoss(f"{spec.name} {err}; {kept}") from None
-        row.update(epoch=epoch + 1, step=opt.step, lr=opt.lr, seconds=time.time() - t0)
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            result = evaluate_model(model, test_ds, device, cfg.batch_size, cfg.num_workers, cfg.amp)
-            last_scored = epoch + 1
-            row.update(test_f1=float(result["f1_mean"]),
-                       **{f"test_f1_AU{a}": float(f) for a, f in zip(aus, result["f1"], strict=True)})
-        history.append(row)
-        log.info("%s epoch %d/%d: loss %.4f%s", spec.name, epoch + 1, cfg.epochs, row["train_total"],
-                 f", test F1 {row['test_f1']:.3f}" if "test_f1" in row else "")
-        save_checkpoint(ckpt_path, model=model.state_dict(), optimizer=opt.optimizer.state_dict(),
-                        scheduler=opt.scheduler.state_dict(), rng=rng_state(), epoch=epoch, step=opt.step,
-                        history=history, run_key=key.to_json())
-        failpoint(f"epoch{epoch + 1}.checkpointed")
-        if tracker is not None:
-            tracker.log_metrics_once(_scalars(row), step=epoch + 1)
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
-            return None
 
+def _epoch(run: _Run, train_ds, test_ds, epoch: int, t0: float,
+           progress: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One training epoch and, when due, the test part's scores: (history row, result or None)."""
+    cfg, device = run.cfg, run.device
+    generator = seed_epoch(cfg.seed, epoch)
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                        num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=False,
+                        worker_init_fn=worker_init if cfg.num_workers else None)
+    try:
+        row: dict[str, Any] = _train_epoch(run.model, loader, run.criterion, run.opt, epoch, device, cfg,
+                                           f"{run.spec.name} epoch {epoch + 1}/{cfg.epochs}", progress)
+    except NonFiniteLoss as err:
+        kept = (f"the last good checkpoint is {run.out_dir / CHECKPOINT} (epoch {epoch})" if epoch
+                else "no checkpoint was written")
+        raise NonFiniteLoss(f"{run.spec.name} {err}; {kept}") from None
+    row.update(epoch=epoch + 1, step=run.opt.step, lr=run.opt.lr, seconds=time.time() - t0)
+    result = None
+    if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+        result = evaluate_model(run.model, test_ds, device, cfg.batch_size, cfg.num_workers, cfg.amp)
+        row.update(test_f1=float(result["f1_mean"]),
+                   **{f"test_f1_AU{a}": float(f) for a, f in zip(run.aus, result["f1"], strict=True)})
+    log.info("%s epoch %d/%d: loss %.4f%s", run.spec.name, epoch + 1, cfg.epochs, row["train_total"],
+             f", test F1 {row['test_f1']:.3f}" if "test_f1" in row else "")
+    return row, result
+
+
+def _checkpoint(run: _Run, epoch: int, history: list[dict[str, Any]], tracker, row: dict[str, Any]) -> None:
+    """The resumable checkpoint after ``epoch``, then the epoch's row to the tracker."""
+    save_checkpoint(run.out_dir / CHECKPOINT, model=run.model.state_dict(), optimizer=run.opt.optimizer.state_dict(),
+                    scheduler=run.opt.scheduler.state_dict(), rng=rng_state(), epoch=epoch, step=run.opt.step,
+                    history=history, run_key=run.key.to_json())
+    failpoint(f"epoch{epoch + 1}.checkpointed")
+    if tracker is not None:
+        tracker.log_metrics_once(_scalars(row), step=epoch + 1)
+
+
+def _finish(run: _Run, info: RunInfo, test_ds, history: list[dict[str, Any]],
+            final: dict[str, Any] | None) -> FoldMetrics:
+    """The final outputs; ``final`` is the last epoch's scores when it was scored (else scored now)."""
+    cfg = run.cfg
     # the last epoch's evaluation already scored these weights: a second pass over the test part (50 k frames
     # at full size) would give the same numbers
-    final = result if last_scored == cfg.epochs else evaluate_model(model, test_ds, device, cfg.batch_size,
-                                                                    cfg.num_workers, cfg.amp)
-    metrics = FoldMetrics.from_result(spec, aus, final, history, run_key=key.digest)
-    write_predictions(out_dir / "predictions.parquet", test_ds, final, aus)
-    atomic_write_json(out_dir / "history.json", history)
-    _plot_curves(history, out_dir / "curves.png", spec.name)
-    save_weights(model, out_dir / "model.safetensors", {"run": json.dumps(info.to_json())})
-    metrics.write(out_dir)
+    if final is None:
+        final = evaluate_model(run.model, test_ds, run.device, cfg.batch_size, cfg.num_workers, cfg.amp)
+    metrics = FoldMetrics.from_result(run.spec, run.aus, final, history, run_key=run.key.digest)
+    write_predictions(run.out_dir / "predictions.parquet", test_ds, final, run.aus)
+    atomic_write_json(run.out_dir / "history.json", history)
+    _plot_curves(history, run.out_dir / "curves.png", run.spec.name)
+    save_weights(run.model, run.out_dir / "model.safetensors", {"run": json.dumps(info.to_json())})
+    metrics.write(run.out_dir)
     return metrics
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from au_ttt.errors import InputError
+from au_ttt.model.config import ModelConfig
 from au_ttt.train.config import PretrainConfig
 from au_ttt.train.recipe import build_optimisation, update
 from au_ttt.train.records import PretrainResult
@@ -110,7 +111,7 @@ class _Classifier(nn.Module):
         return self.backbone.forward_cls(x)
 
 
-def pretrain(model_cfg, cfg: PretrainConfig, out: str | Path, device: torch.device) -> PretrainResult:
+def pretrain(model_cfg: ModelConfig, cfg: PretrainConfig, out: str | Path, device: torch.device) -> PretrainResult:
     """Pretrain the backbone; rank 0 writes ``backbone.safetensors`` and ``pretrain.json`` into ``out``.
 
     One process, or one of ``WORLD_SIZE`` under torchrun (:func:`au_ttt.train.runtime.torchrun_command`).
@@ -118,7 +119,6 @@ def pretrain(model_cfg, cfg: PretrainConfig, out: str | Path, device: torch.devi
     """
     from timm.data import Mixup
     from timm.loss import SoftTargetCrossEntropy
-    from tqdm import tqdm
 
     from au_ttt.model.au_ttt import AUTTT, save_weights
 
@@ -146,33 +146,9 @@ def pretrain(model_cfg, cfg: PretrainConfig, out: str | Path, device: torch.devi
         mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
                       num_classes=n_classes) if cfg.mixup > 0 or cfg.cutmix > 0 else None
         criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        epochs, losses = math.ceil(total / steps_per_epoch), []
-        for epoch in range(epochs):
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            model.train()
-            for x, y in tqdm(train, desc=f"pretrain epoch {epoch + 1}/{epochs}", disable=rank != 0, leave=False):
-                failpoint(f"pretrain.step{opt.step + 1}")
-                x, y = x.to(device), y.to(device)
-                if mixup is not None:
-                    x, y = mixup(x, y)
-                with autocast_for(device, "auto"):
-                    loss = criterion(model(x).float(), y)
-                update(opt, model, loss, where=f"pretraining epoch {epoch + 1}, step {opt.step + 1}",
-                       hint=f"pretrain.lr (now {cfg.lr:g})", all_ranks=world > 1)
-                losses.append(float(loss.detach()))
-                if opt.step >= total:
-                    break
-            if opt.step >= total:
-                break
-        checksum = float(sum(p.detach().double().sum() for p in backbone.parameters()))
-        sums = [checksum]
-        if world > 1:
-            import torch.distributed as dist
-
-            gathered: list[float | None] = [None] * world
-            dist.all_gather_object(gathered, checksum)
-            sums = [float(s) for s in gathered if s is not None]
+        losses = _run_steps(model, train, sampler, opt, criterion, mixup, cfg, device, total,
+                            math.ceil(total / steps_per_epoch), rank, world)
+        sums = _rank_checksums(backbone, world)
         result = PretrainResult(steps=opt.step, world_size=world, classes=n_classes, val_top1=_top1(model, val, device),
                                 data_root=cfg.data_root, final_loss=losses[-1] if losses else None,
                                 rank_weight_checksums=tuple(sums))
@@ -182,3 +158,40 @@ def pretrain(model_cfg, cfg: PretrainConfig, out: str | Path, device: torch.devi
             result.write(out)
             log.info("pretrained %d steps on %s: val top-1 %.3f", opt.step, cfg.data_root, result.val_top1)
     return result
+
+
+def _run_steps(model: nn.Module, train, sampler, opt, criterion, mixup, cfg: PretrainConfig, device: torch.device,
+               total: int, epochs: int, rank: int, world: int) -> list[float]:
+    """The optimisation steps (``total``, over at most ``epochs``); returns each step's loss."""
+    from tqdm import tqdm
+
+    losses: list[float] = []
+    for epoch in range(epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        for x, y in tqdm(train, desc=f"pretrain epoch {epoch + 1}/{epochs}", disable=rank != 0, leave=False):
+            failpoint(f"pretrain.step{opt.step + 1}")
+            x, y = x.to(device), y.to(device)
+            if mixup is not None:
+                x, y = mixup(x, y)
+            with autocast_for(device, "auto"):
+                loss = criterion(model(x).float(), y)
+            update(opt, model, loss, where=f"pretraining epoch {epoch + 1}, step {opt.step + 1}",
+                   hint=f"pretrain.lr (now {cfg.lr:g})", all_ranks=world > 1)
+            losses.append(float(loss.detach()))
+            if opt.step >= total:
+                return losses
+    return losses
+
+
+def _rank_checksums(backbone: nn.Module, world: int) -> list[float]:
+    """Each rank's weight sum: equal values prove the ranks stayed in step (DDP test)."""
+    checksum = float(sum(p.detach().double().sum() for p in backbone.parameters()))
+    if world == 1:
+        return [checksum]
+    import torch.distributed as dist
+
+    gathered: list[float | None] = [None] * world
+    dist.all_gather_object(gathered, checksum)
+    return [float(s) for s in gathered if s is not None]
