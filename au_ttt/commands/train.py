@@ -22,6 +22,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from au_ttt.data.protocol import DATASETS
+
 if TYPE_CHECKING:
     from au_ttt.settings import Settings
     from au_ttt.train.data import DataPaths
@@ -33,7 +35,7 @@ log = logging.getLogger("au_ttt.commands.train")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="project config file")
-    parser.add_argument("--dataset", required=True, choices=["bp4d", "disfa"])
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
     parser.add_argument("--test-part", type=int, required=True, choices=[1, 2, 3],
                         help="the fold, named by the part it tests on (trains on the other two)")
     parser.add_argument("--variant", help="Table III variant name from the config's `variants` "
