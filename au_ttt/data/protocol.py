@@ -39,7 +39,7 @@ class _Names(Sequence[str]):
 
 
 class _SpecField(Mapping[str, Any]):
-    """dataset → one field of its registered spec (``AUS['bp4d']`` is the BP4D spec's ``aus``)."""
+    """dataset → one field of its registered spec (``AUS[name]`` is that spec's ``aus``)."""
 
     def __init__(self, name: str) -> None:
         self._name = name

@@ -43,6 +43,12 @@ class DatasetSpec:
     loss_margin: float | None = None
     frames_required: bool = False   # the index reads decoded frames (``--frames``), not images under ``--root``
     synth_folder: str | None = None   # its folder inside a SynthAU root, when SynthAU renders it
+    frame_size: tuple[int, int] = (0, 0)   # raw frame (width, height) of a licensed copy, for the plan
+    sequences: int = 1                     # published sequences per subject
+    subject_frames: str | None = None      # "module:function" (subject) -> labelled frames; None: part mean
+    synth_frames_key: str | None = None    # workflow.synthau key of frames per sequence
+    synth_sequences_key: str | None = None  # workflow.synthau key of sequences per subject (None: one)
+    synth_frame_size: tuple[int, int] = (0, 0)   # SynthAU's rendered (width, height)
     paper_tables: tuple[str, ...] = ()   # the paper's tables that report it ("I", "II", "III"): the tables
     #                                      compare these with published numbers; other datasets get our own rows
 
@@ -57,6 +63,12 @@ class DatasetSpec:
     def subjects(self) -> list[str]:
         """Every published subject, part by part in published order."""
         return [s for part in (1, 2, 3) for s in self.parts[part]]
+
+    def published_subject_frames(self, subject: str, part: int) -> float:
+        """Labelled frames of one published subject (the part's mean where only part totals are published)."""
+        if self.subject_frames is not None:
+            return load_callable(self.subject_frames)(subject)
+        return self.part_frames[part] / len(self.parts[part])
 
     def read(self, root: Any, frames_root: Any = None, allow_unknown_subjects: bool = False,
              progress: bool = True) -> tuple[Any, Any]:
