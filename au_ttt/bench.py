@@ -9,7 +9,9 @@ resident set every millisecond during one step of each mode (malloc's trim thres
 tensors leave the resident set). FLOPs come from one counter for all models
 (:func:`au_ttt.model.flops.flop_counter`): forward GFLOPs per image at the benchmark batch, and
 FLOP efficiency = (AU-TTT img/s ÷ ViT-S img/s) × (AU-TTT GFLOPs ÷ ViT-S GFLOPs): 1.0 means AU-TTT turns
-FLOPs into images as fast as ViT-S does.
+FLOPs into images as fast as ViT-S does. Operations per call (:func:`au_ttt.model.opcount.count_ops`: aten
+operations dispatched, matrix products among them; one untimed call per mode at the benchmark batch) size
+the per-launch cost a GPU adds on top of the FLOPs.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ MODELS = {
     "timm_vit_s16": "timm vit_small_patch16_224",
     "au_ttt_attention": "AU-TTT ViT-S/16 with timm attention instead of Bi-TTT (our control)",
     "au_ttt_reference": "AU-TTT ViT-S/16, plain dual form through autograd (before the fast scan)",
-    "au_ttt_compiled": "AU-TTT ViT-S/16, model.compile: true (torch.compile of the scan steps)",
+    "au_ttt_compiled": "AU-TTT ViT-S/16, model.compile: true (torch.compile of the whole scan, forward and backward)",
 }
 SUBJECT, REFERENCE = "au_ttt_vit_s16", "timm_vit_s16"
 DEFAULT_MODELS = ("au_ttt_vit_s16", "timm_vit_s16", "au_ttt_attention")
@@ -67,6 +69,8 @@ class BenchResult:
     params_m: float
     gflops_per_img: float        # forward FLOPs per image at this batch (the model's cost)
     step_gflops_per_img: float   # FLOPs of this mode per image as run (a training step includes backward)
+    ops: int = -1                # aten operations one call of this mode dispatches (-1: not counted)
+    matmul_ops: int = -1         # … of which matrix products (mm, bmm, baddbmm, addmm, convolution, attention …)
 
 
 def _build(name: str, img_size: int, num_aus: int, device: torch.device) -> tuple[nn.Module, Callable]:
@@ -232,6 +236,18 @@ def _gflops_per_img(model: nn.Module, fwd: Callable, x: torch.Tensor, train: boo
     return count_fn_flops(run) / x.shape[0] / 1e9
 
 
+def _count_ops(steps: dict[str, Callable[[], None]]) -> dict:
+    """Operation counts of one call per mode (after the timing, so nothing is warming up), flat field names."""
+    from au_ttt.model.opcount import count_ops
+
+    out: dict = {}
+    for mode in MODES:
+        c = count_ops(steps[mode])
+        out.update({f"ops_{mode}": c.ops, f"matmul_ops_{mode}": c.matmul_ops, f"view_ops_{mode}": c.view_ops,
+                    f"ops_by_name_{mode}": c.by_name})
+    return out
+
+
 def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
@@ -239,7 +255,7 @@ def _load() -> list[float]:
 def run_bench(sizes: tuple[int, ...] = (224, 448, 672, 896), batches: dict[int, int] | None = None, *,
               models: tuple[str, ...] = DEFAULT_MODELS, device: str = "auto", amp: str = "none", warmup: int = 1,
               iters: int = 3, num_aus: int = 12, threads: int | None = None, memory: bool = True,
-              progress: bool = True) -> dict:
+              ops: bool = True, progress: bool = True) -> dict:
     """Benchmark ``models`` at each size; returns a JSON-ready dict with environment, results and summary."""
     dev = resolve_device(device)
     if threads:
@@ -247,6 +263,7 @@ def run_bench(sizes: tuple[int, ...] = (224, 448, 672, 896), batches: dict[int, 
     batches = {**default_batches(dev.type), **(batches or {})}
     load_before = _load()
     results: list[BenchResult] = []
+    op_counts: dict[str, dict[str, dict]] = {}
     bar = tqdm(total=len(sizes) * len(models), desc="bench", unit="model", disable=not progress)
     for size in sizes:
         batch = batches.get(size, min(batches.values()))
@@ -259,13 +276,17 @@ def run_bench(sizes: tuple[int, ...] = (224, 448, 672, 896), batches: dict[int, 
             step_gflops = {"forward": fwd_gflops, "train_step": _gflops_per_img(model, fwd, x, train=True)}
             mems = ({m: float("nan") for m in MODES} if dev.type == "cuda" or not memory
                     else _cpu_peak_mb(name, size, batch, num_aus, amp, torch.get_num_threads()))
-            for mode, step in _steps(model, fwd, x, amp).items():
-                sec, mem = _time(step, dev, warmup, iters)
+            steps = _steps(model, fwd, x, amp)
+            timed = {mode: _time(step, dev, warmup, iters) for mode, step in steps.items()}
+            counted = _count_ops(steps) if ops else {}
+            op_counts.setdefault(name, {})[str(size)] = counted
+            for mode, (sec, mem) in timed.items():
                 if dev.type == "cpu":
                     mem = mems[mode]
                 tokens = (size // 16) ** 2 + 1
                 results.append(BenchResult(name, size, tokens, batch, mode, batch / sec, 1000 * sec, mem, params,
-                                           fwd_gflops, step_gflops[mode]))
+                                           fwd_gflops, step_gflops[mode], counted.get(f"ops_{mode}", -1),
+                                           counted.get(f"matmul_ops_{mode}", -1)))
             del model, x
             gc.collect()
             if dev.type == "cuda":
@@ -280,9 +301,11 @@ def run_bench(sizes: tuple[int, ...] = (224, 448, 672, 896), batches: dict[int, 
         "memory": "cuda max_memory_allocated above the pre-step baseline" if dev.type == "cuda"
         else "peak resident-set growth during one step, in a fresh process per model and size",
         "flops": "torch FlopCounterMode + CPU flash attention; forward GFLOPs per image at the benchmark batch",
+        "ops": "aten operations one call dispatches (TorchDispatchMode, views included; au_ttt.model.opcount), "
+               "at the benchmark batch; ops[model][size] has the per-mode totals and the count per operation name",
         "models": {m: MODELS[m] for m in models},
     }
-    report = {"env": env, "results": [asdict(r) for r in results]}
+    report = {"env": env, "results": [asdict(r) for r in results], "ops": op_counts}
     report["summary"] = summarise(report)
     return report
 
@@ -312,7 +335,8 @@ def summarise(report: dict, subject: str = SUBJECT) -> dict:
             flops = _ratio(au["gflops_per_img"], vit["gflops_per_img"])
             out["per_size"].append({"img_size": size, "mode": mode, "speed_ratio": speed,
                                     "memory_ratio": _ratio(au["peak_mem_mb"], vit["peak_mem_mb"]),
-                                    "flop_ratio": flops, "flop_efficiency": speed * flops})
+                                    "flop_ratio": flops, "flop_efficiency": speed * flops,
+                                    "ops_ratio": _ratio(au.get("ops", -1), vit.get("ops", -1))})
     for model in sorted({r["model"] for r in report["results"]}):
         train = [rows[(model, s, "train_step")] for s in sizes if (model, s, "train_step") in rows]
         if len(train) >= 2:
@@ -343,14 +367,18 @@ def ratio_table(report: dict, subject: str = SUBJECT) -> str:
     rows = _index(report)
     summary = {(s["img_size"], s["mode"]): s for s in summarise(report, subject)["per_size"]}
     lines = ["| size | batch | mode | AU-TTT img/s | ViT-S img/s | speed ratio | AU-TTT MB | ViT-S MB | memory ratio "
-             "| AU-TTT GFLOPs | ViT-S GFLOPs | FLOP efficiency |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| AU-TTT GFLOPs | ViT-S GFLOPs | FLOP efficiency | AU-TTT ops (matmul) | ViT-S ops (matmul) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ops(r: dict) -> str:
+        return f"{r['ops']} ({r['matmul_ops']})" if r.get("ops", -1) >= 0 else "–"
+
     for (size, mode), s in summary.items():
         au, vit = rows[(subject, size, mode)], rows[(REFERENCE, size, mode)]
         lines.append(f"| {size} | {au['batch']} | {mode} | {au['img_per_s']:.2f} | {vit['img_per_s']:.2f} | "
                      f"{s['speed_ratio']:.2f}× | {au['peak_mem_mb']:.0f} | {vit['peak_mem_mb']:.0f} | "
                      f"{s['memory_ratio']:.2f}× | {au['gflops_per_img']:.2f} | {vit['gflops_per_img']:.2f} | "
-                     f"{s['flop_efficiency']:.2f} |")
+                     f"{s['flop_efficiency']:.2f} | {ops(au)} | {ops(vit)} |")
     return "\n".join(lines)
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# GPU readiness in a few minutes on one GPU: the AU-TTT vs ViT-S/16 benchmark (224-896 px, forward and training
-# step, bf16 autocast, synchronised timing, CUDA peak memory, the attention control and model.compile: true
-# alongside) and a short real training of the paper-size model (AdamW, the paper's losses, bf16 with the TTT
-# state in fp32) that must bring its loss down. Results: results/bench/bench-cuda-bf16-*.json, scaling.png,
-# train-check-cuda-*.json. Run from anywhere:   scripts/gpu_check.sh            (uses `au-ttt` on PATH)
-#                                               AU_TTT="python -m au_ttt.cli" scripts/gpu_check.sh
+# GPU readiness in a few minutes on one GPU: the Triton scan kernels checked on the GPU, the AU-TTT vs ViT-S/16
+# benchmark (224-896 px, forward and training step, bf16 autocast, synchronised timing, CUDA peak memory, the
+# attention control and model.compile: true alongside) and a short real training of the paper-size model (AdamW,
+# the paper's losses, bf16 with the TTT state in fp32) that must bring its loss down. Results:
+# results/bench/bench-cuda-bf16-*.json, scaling.png, train-check-cuda-*.json.
+# Run from anywhere:   scripts/gpu_check.sh                          (uses `au-ttt` on PATH)
+#                      AU_TTT="python -m au_ttt.cli" scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 DVC_NO_ANALYTICS=1 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
@@ -24,6 +25,8 @@ PY
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv
 
 start=$(date +%s)
+# the Triton scan kernels compiled for this GPU against the plain dual form (outputs and every gradient)
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_ttt_backends.py -k cuda
 # shellcheck disable=SC2086  # AU_TTT may be a command with arguments
 $AU_TTT bench --device cuda --amp bf16 --out "$OUT" \
   --models au_ttt_vit_s16 timm_vit_s16 au_ttt_attention au_ttt_compiled \

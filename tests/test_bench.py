@@ -80,6 +80,11 @@ def test_bench_runs_both_models_in_one_process():
     assert all(r["step_gflops_per_img"] > 2 * r["gflops_per_img"] for r in results if r["mode"] == "train_step")
     assert math.isnan(results[0]["peak_mem_mb"]) and report["env"]["load_average_1_5_15min"]["before"]
     assert len(report["summary"]["per_size"]) == 2
+    assert all(r["ops"] > r["matmul_ops"] > 0 for r in results)          # counted once per model and mode
+    ops = report["ops"]["au_ttt_vit_s16"]["32"]
+    assert ops["ops_train_step"] > ops["ops_forward"] > 0 and ops["matmul_ops_train_step"] > 0
+    assert sum(ops["ops_by_name_train_step"].values()) == ops["ops_train_step"]
+    assert all(s["ops_ratio"] > 1 for s in report["summary"]["per_size"])   # AU-TTT runs more ops than ViT-S
 
 
 def test_bench_arguments_are_checked(capsys):

@@ -53,9 +53,12 @@ def test_committed_profiles_are_the_standard_set_with_their_metadata():
         p = profiles[spec.name]
         assert (p.model, p.mode, p.batch, p.path) == (spec.model, spec.mode, spec.batch, spec.path)
         assert p.kernels > 0 and p.flops > 0
-    train = profiles["au_ttt-train-eager"]
+    train, triton = profiles["au_ttt-train-eager"], profiles["au_ttt-train-triton"]
     vit = profiles[CALIBRATION.profile]
-    assert train.kernels > 10 * vit.kernels     # why AU-TTT is launch-bound: many small kernels
+    assert train.kernels > 4 * vit.kernels      # eager: the scan's mini-batch loop, a few kernels per step
+    assert triton.kernels < train.kernels / 2                 # one kernel per scan each way
+    # backward runs the forward kernel once more (the post-norm's input) before the backward kernel
+    assert train.flops < triton.flops < 1.05 * train.flops
 
 
 def test_roofline_rule_by_hand():
@@ -129,6 +132,39 @@ def test_live_profile_of_the_demo_model_counts_the_forward_flops_torch_counts():
     assert train["totals"]["kernel_ops"] > 2 * profile["totals"]["kernel_ops"]   # backward + AdamW
 
 
+def test_the_triton_path_counts_each_scan_as_one_kernel_with_the_fused_cores_flops():
+    """Fake tensors run the kernels' custom ops through their fake implementations (no Triton launch): one kernel
+    per scan call, with the fused PyTorch core's FLOPs (backward: its recomputing forward plus its reverse sweep)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from au_ttt.model import ttt_fused, ttt_triton
+    from au_ttt.model.flops import count_fn_flops
+
+    n, N, b, F = 3, 4, 5, 16
+    g = torch.Generator().manual_seed(0)
+    X, coef = torch.randn(n, N, 3, b, F, generator=g), torch.randn(n, N, b, b, generator=g).tril()
+    e = torch.rand(n, N, b, 1, generator=g)
+    params = [torch.randn(N, F, F, generator=g), *(torch.randn(N, 1, F, generator=g) for _ in range(3))]
+    grad = torch.randn(n, N, b, F, generator=g)
+
+    def fused_backward() -> None:
+        ttt_fused.scan_backward(grad, X, coef, e, *params, ttt_fused.scan_forward(X, coef, e, *params, keep=True)[1])
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        kernels = (count_fn_flops(lambda: ttt_triton.scan_forward(X, coef, e, *params)),
+                   count_fn_flops(lambda: ttt_triton.scan_backward(grad, X, coef, e, *params)))
+    assert kernels == (count_fn_flops(lambda: ttt_fused.scan_forward(X, coef, e, *params)),
+                       count_fn_flops(fused_backward))
+    cfg = str(REPO / "config" / "config.yaml")
+    eager = profile_spec(ProfileSpec("demo", "au_ttt", "train", 2), cfg)
+    triton = profile_spec(ProfileSpec("demo", "au_ttt", "train", 2, ttt_impl="triton"), cfg)
+    launches = {op: sum(r[2] for r in triton["ops"] if r[0] == op)
+                for op in ("au_ttt.ttt_scan_forward", "au_ttt.ttt_scan_backward")}
+    assert triton["path"] == "triton" and launches["au_ttt.ttt_scan_backward"] >= 2     # ≥ one scan per block
+    assert not any(r[0].startswith("au_ttt.") for r in eager["ops"])
+    assert triton["totals"]["kernel_ops"] < eager["totals"]["kernel_ops"]
+
+
 def test_a_dropped_in_fused_profile_is_priced_and_a_measured_cuda_file_still_wins(tmp_path):
     folder = tmp_path / "profiles"
     shutil.copytree(PROFILE_DIR, folder)
@@ -137,7 +173,8 @@ def test_a_dropped_in_fused_profile_is_priced_and_a_measured_cuda_file_still_win
                      "ops": [[op, dt, max(1, n // 10), f, b] for op, dt, n, f, b in eager["ops"]]}
     (folder / "au_ttt-train-fused.json").write_text(json.dumps(fused))
     model = cost_model(folder)
-    assert model.paths() == ["eager", "fused"] and model.au_ttt("train", "fused").name == "au_ttt-train-fused"
+    assert model.paths() == ["eager", "fused", "triton"]
+    assert model.au_ttt("train", "fused").name == "au_ttt-train-fused"
     assert model.passed                                   # the timm checks do not depend on AU-TTT profiles
     book_eager = RateBook.for_gpu("A100-80GB-SXM", "eager", folder)
     book_fused = RateBook.for_gpu("A100-80GB-SXM", "fused", folder)

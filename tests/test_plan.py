@@ -144,9 +144,13 @@ def test_ablation_dataset_outside_the_datasets_is_still_prepared_and_trained():
 def test_model_rates_scale_by_the_flop_proxy_and_bench_files_override(tmp_path):
     book = RateBook()
     rate, source = book.model(VIT_S16, "gpu", "train")
-    assert "GPU cost model" in source and "au_ttt-train-eager.json" in source and "timm" in source
-    at_128 = book.model(VIT_S16, "gpu", "train", 128)   # launch-bound: a bigger batch amortises the launches
-    assert at_128[0] > rate and "at batch 128" in at_128[1]
+    assert "GPU cost model" in source and "au_ttt-train-triton.json" in source and "timm" in source
+    at_128 = book.model(VIT_S16, "gpu", "train", 128)   # device-bound: the same per image
+    assert at_128[0] == pytest.approx(rate) and "at batch 128" in at_128[1]
+    eager = RateBook.for_gpu(path="eager")            # the fused PyTorch loop: many more kernels
+    eager_rate, eager_source = eager.model(VIT_S16, "gpu", "train")
+    assert "au_ttt-train-eager.json" in eager_source and eager_rate < rate
+    assert eager.model(VIT_S16, "gpu", "train", 16)[0] < eager_rate   # launch-bound at a small batch
     bigger = Geometry(448, 16, 384, 12)  # 785 tokens instead of 197
     scaled, source = book.model(bigger, "gpu", "train")
     assert scaled == pytest.approx(rate * 197 / 785) and "rough" in source
@@ -267,7 +271,8 @@ def test_paper_config_prints_every_stage(tmp_path, capsys):
     assert gm["all_within_tolerance"] and len(gm["validation"]) == len(re.findall(r"^\| timm .* %", text, re.M))
     assert f"All {len(gm['validation'])} within 25%: yes" in text
     assert gm["au_ttt"]["train"]["batch"] == 64 and gm["au_ttt"]["pretrain"]["batch"] == 256
-    assert "eager path (model.compile: false, the config's path)" in text
+    assert "triton path (model.compile: false: on CUDA the scan runs as the Triton kernels)" in text
+    assert "With the eager op profiles instead:" in text
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):

@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iters", type=int, default=3, help="timed calls (the median is reported)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the CPU memory processes (faster)")
+    parser.add_argument("--no-ops", action="store_true", help="skip counting the aten operations per call (one "
+                        "untimed call per model and mode)")
     parser.add_argument("--out", default="results/bench", help="output directory (JSON report, scaling.png)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--train-check", type=int, default=0, metavar="STEPS",
@@ -46,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "none = all (au_ttt/planning/profile_steps.py)")
     parser.add_argument("--profile-dir", default=None,
                         help="with --profile-ops: where to write them (default au_ttt/planning/profiles/)")
-    parser.add_argument("--ttt-impl", default="fast",
-                        help="with --profile-ops: the TTT scan implementation AU-TTT's profiles use (fast = eager)")
+    parser.add_argument("--ttt-impl", default="fast", choices=["fast", "triton", "reference"],
+                        help="with --profile-ops: the TTT scan AU-TTT's profiles use: fast (the eager core), triton "
+                             "(the scan kernels' custom ops), reference; the standard set records eager and triton")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +99,7 @@ def _benchmark(args: argparse.Namespace, batches: dict[int, int] | None, amp: st
 
     report = run_bench(tuple(args.sizes), batches, models=tuple(args.models), device=args.device, amp=amp,
                        warmup=args.warmup, iters=args.iters, threads=args.threads, memory=not args.no_memory,
-                       progress=not args.no_progress)
+                       ops=not args.no_ops, progress=not args.no_progress)
     path = write_report(report, args.out)
     env = report["env"]
     print(f"\n{env['device']} ({env['device_type']}), torch {env['torch']}, {env['threads']} threads, "

@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"With the {alt_path} op profiles instead: {others[alt_path]['gpu_h']:,.1f} GPU-hours in this plan, "
               f"ImageNet-1K pretraining {others[alt_path]['imagenet_pretraining_gpu_days']:,.1f} GPU-days.")
     if not others:
-        print("No other AU-TTT path is profiled; a fused-scan profile (`au-ttt bench --profile-ops au_ttt "
-              "--ttt-impl fused`) is priced here beside this one once it exists.")
+        print("No other AU-TTT path is profiled; another path's profiles (`au-ttt bench --profile-ops au_ttt "
+              "--ttt-impl NAME`) are priced here beside this one once they exist.")
     if args.json is not None:
         plan = plan_dict(stages, resources, rates.files, days)
         plan["gpu_model"] = gpu_model_dict(model, args.gpu_type, path, batches) | {"other_paths": others}

@@ -80,7 +80,7 @@ class AUTTTBlock(nn.Module):
         super().__init__()
         D = cfg.embed_dim
         ttt_kw = dict(base_lr=cfg.ttt_base_lr, rope=cfg.ttt_rope, rope_theta=cfg.ttt_rope_theta,
-                      compile_steps=cfg.compile)
+                      backend="compiled" if cfg.compile else "auto")
         self.norm1 = nn.LayerNorm(D, eps=1e-6)
         if cfg.mixer == "linear":
             self.mixer: nn.Module = LinearMixer(D)

@@ -72,7 +72,7 @@ class ModelConfig:
     # --- heads ---
     heatmap_size: int | None = None        # supervision resolution of the heatmap head; None = token grid
     # --- execution (same function either way) ---
-    compile: bool = False                  # torch.compile the TTT scan's step functions (README "Benchmark")
+    compile: bool = False                  # torch.compile the whole TTT scan on CPU (README "Benchmark"); CUDA: Triton
 
     def __post_init__(self) -> None:
         for key in _INT_SIZES:

@@ -17,14 +17,17 @@ Design choices the paper leaves open (each a constructor argument, defaulted fro
   halves the number of sequential inner steps.
 
 Two implementations of the same function (``impl``): ``"fast"`` (default) runs the scan as the memory-lean
-autograd Function of :mod:`au_ttt.model.ttt_fast` and, when there are more tokens than channels, folds the
-per-direction output projections into Bi-TTT's ``proj`` (Linear(Cat[O·a; O·b]) = [P₁O | P₂O]·Cat[a; b]);
+autograd Function of :mod:`au_ttt.model.ttt_fast` — its sequential core on the ``backend`` chosen per layer
+(``auto``: one Triton program per stream on CUDA, the fused PyTorch loop elsewhere; ``compiled``: that loop
+through torch.compile) — and, when there are more tokens than channels, folds the per-direction output
+projections into Bi-TTT's ``proj`` (Linear(Cat[O·a; O·b]) = [P₁O | P₂O]·Cat[a; b]);
 ``"reference"`` is the plain dual form of :mod:`au_ttt.model.ttt` through autograd, kept readable as the
 oracle the tests compare the fast path with (outputs and every gradient, float64).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
@@ -33,13 +36,19 @@ from torch import Tensor, nn
 
 from au_ttt.model.rope import rope, rope_tables
 from au_ttt.model.ttt import ttt_linear
-from au_ttt.model.ttt_fast import ScanSpec, reverse_patches_index, ttt_scan
+from au_ttt.model.ttt_fast import Backend, ScanSpec, reverse_patches_index, ttt_scan
 
 __all__ = ["AURoITTT", "BiTTT", "LinearMixer", "MultiScalePerception", "TTTLinear", "reverse_patches_index",
-           "set_ttt_impl"]
+           "set_scan_backend", "set_ttt_impl"]
 
 BiShare = Literal["none", "proj", "all"]
 Impl = Literal["fast", "reference"]
+
+
+@functools.lru_cache(maxsize=64)
+def _token_base(mini_batch: int, device: str) -> Tensor:
+    """1/(i+1) for i < mini_batch (the token scale before the learnt offset τ), one constant per device."""
+    return 1.0 / torch.arange(1, mini_batch + 1, device=device)
 
 
 class TTTLinear(nn.Module):
@@ -51,7 +60,7 @@ class TTTLinear(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mini_batch_size: int, *, num_states: int = 1,
                  base_lr: float = 1.0, rope: bool = True, rope_theta: float = 10000.0, impl: Impl = "fast",
-                 compile_steps: bool = False):
+                 backend: Backend = "auto"):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
@@ -59,7 +68,7 @@ class TTTLinear(nn.Module):
         self.mini_batch_size, self.num_states = mini_batch_size, num_states
         self.base_lr, self.rope, self.rope_theta = base_lr, rope, rope_theta
         self.impl: Impl = impl
-        self.compile_steps = compile_steps                           # torch.compile the fast scan's step functions
+        self.backend: Backend = backend                              # scan core: auto, eager, compiled, triton
         H, Fh = num_heads, self.head_dim
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)               # [Q | K | V] (timm Attention.qkv layout)
         self.o_proj = nn.Linear(dim, dim, bias=False)
@@ -87,12 +96,12 @@ class TTTLinear(nn.Module):
         self.post_norm.reset_parameters()
 
     def token_scale(self) -> Tensor:
-        base = 1.0 / torch.arange(1, self.mini_batch_size + 1, device=self.token_offset.device)
+        base = _token_base(self.mini_batch_size, str(self.token_offset.device))
         return torch.clamp_min(base + self.token_offset, 0.0)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, L, D) → fused q|k|v (B, L, 3D) and the per-token inner lr η = base_lr·σ(x·w + β)/F (B, L, H)."""
-        lr = self.base_lr * torch.sigmoid(F.linear(x, self.lr_weight, self.lr_bias)) / self.head_dim
+        lr = torch.sigmoid(F.linear(x, self.lr_weight, self.lr_bias)) * (self.base_lr / self.head_dim)
         return self.qkv(x), lr
 
     def scan(self, qkv: Tensor, lr: Tensor, states: list[int], orders: tuple[bool, ...]) -> Tensor:
@@ -105,14 +114,17 @@ class TTTLinear(nn.Module):
         Function, so the scan's raw output is not kept for backward.
         """
         dtype = torch.promote_types(self.W0.dtype, torch.float32)
-        inner = [torch.cat([p[s] for s in states]) if len(states) > 1 else p[states[0]]
-                 for p in (self.W0, self.b0, self.ln_weight, self.ln_bias)]
+        params = (self.W0, self.b0, self.ln_weight, self.ln_bias)
+        if states == list(range(self.num_states)):                   # every inner model in order: one view
+            inner = [p.flatten(0, 1) for p in params]
+        else:
+            inner = [torch.cat([p[s] for s in states]) if len(states) > 1 else p[states[0]] for p in params]
         w0, b0, ln_w, ln_b = (p.to(dtype) for p in inner)
         tok = self.token_scale().to(dtype)
         with torch.autocast(device_type=qkv.device.type, enabled=False):
             if self.impl == "fast":
                 spec = ScanSpec(self.num_heads, self.mini_batch_size, orders,
-                                self.rope_theta if self.rope else None, self.compile_steps, self.post_norm.eps)
+                                self.rope_theta if self.rope else None, self.backend, self.post_norm.eps)
                 return ttt_scan(qkv, lr, w0, b0, ln_w, ln_b, tok, spec, self.post_norm.weight.to(dtype),
                                 self.post_norm.bias.to(dtype))
             z = self._scan_reference(qkv.to(dtype), lr.to(dtype), w0, b0, ln_w, ln_b, tok, orders)
@@ -140,6 +152,16 @@ class TTTLinear(nn.Module):
     def forward(self, x: Tensor, reverse: bool = False) -> Tensor:
         """One scan (reversed patches, CLS last, when ``reverse``) → post-norm → output projection."""
         return self.o_proj(self.scan(*self.project(x), states=[0], orders=(reverse,)).to(x.dtype))
+
+
+def set_scan_backend(model: nn.Module, backend: Backend) -> nn.Module:
+    """Run every fast TTT layer of ``model`` on scan-core ``backend`` (auto, eager, compiled, triton)."""
+    if backend not in ("auto", "eager", "compiled", "triton"):
+        raise ValueError(f"backend must be auto, eager, compiled or triton, got {backend!r}")
+    for m in model.modules():
+        if isinstance(m, TTTLinear):
+            m.backend = backend
+    return model
 
 
 def set_ttt_impl(model: nn.Module, impl: Impl) -> nn.Module:
@@ -186,7 +208,10 @@ class BiTTT(nn.Module):
             return self.proj(torch.cat(self.directions(x), dim=-1))
         # N = B·L > D tokens: one (2D → D) GEMM with the folded weight costs 2ND² + 2D³ FLOPs instead of 4ND².
         normed, outs = self._normed(x)
-        w = torch.cat([self.proj.weight[:, :D] @ outs[0].weight, self.proj.weight[:, D:] @ outs[1].weight], dim=1)
+        if outs[0] is outs[1]:   # one shared O: [P₁O | P₂O] is (P viewed as rows (d, s) of P_s) · O, one product
+            w = (self.proj.weight.view(2 * D, D) @ outs[0].weight).view(D, 2 * D)
+        else:
+            w = torch.cat([self.proj.weight[:, :D] @ outs[0].weight, self.proj.weight[:, D:] @ outs[1].weight], dim=1)
         return F.linear(normed, w, self.proj.bias)
 
 

@@ -1,10 +1,10 @@
 """GPU step time from a profiled op list: a roofline per op, a launch cost per kernel, one fitted efficiency.
 
-Why: AU-TTT's training step (batch 64) runs 32,585 kernels and 19,041 view ops — a TTT scan over 14-token
-mini-batches with 64-wide heads, mostly small fp32 element-wise ops — where timm's ViT-S/16 step runs 1,774
-large kernels at batch 384, so ViT-S's GPU speed times a speed ratio measured on CPU (where launches are
-cheap) misjudges AU-TTT's GPU time. The model, for one step whose op list :mod:`au_ttt.planning.op_profile`
-recorded:
+Why: AU-TTT's training step (batch 64) runs 4,625 kernels with the Triton scan (13,025 on the fused PyTorch
+loop, 32,585 before it) — a TTT scan over 14-token mini-batches with 64-wide heads, many small fp32 ops — where
+timm's ViT-S/16 step runs 1,774 large kernels at batch 384, so ViT-S's GPU speed times a speed ratio measured
+on CPU (where launches are cheap) misjudges AU-TTT's GPU time. The model, for one step whose op list
+:mod:`au_ttt.planning.op_profile` recorded:
 
     device time = Σ_ops max(FLOPs / (peak_dtype × e), bytes / (bandwidth × e))      (a roofline per op)
     host time   = kernels × L                                 (the CPU issuing one eager kernel after another)
@@ -38,9 +38,9 @@ from pathlib import Path
 
 from au_ttt.errors import InputError
 
-__all__ = ["CALIBRATION", "DEFAULT_GPU", "GPU", "GPUS", "KNOWN_GAPS", "LAUNCH_RANGE_S", "LAUNCH_S", "PROFILE_DIR",
-           "TOLERANCE", "VALIDATION", "Check", "CostModel", "Figure", "OpProfile", "StepTime", "calibrate",
-           "cost_model", "load_profiles", "step_time", "validate"]
+__all__ = ["CALIBRATION", "DEFAULT_GPU", "DEFAULT_PATH", "GPU", "GPUS", "KNOWN_GAPS", "LAUNCH_RANGE_S", "LAUNCH_S",
+           "PROFILE_DIR", "TOLERANCE", "VALIDATION", "Check", "CostModel", "Figure", "OpProfile", "StepTime",
+           "calibrate", "cost_model", "load_profiles", "step_time", "validate"]
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 PROFILE_FORMAT = "au-ttt op profile 1"
@@ -76,6 +76,9 @@ GPUS: dict[str, GPU] = {
                     "82.6, FP16/BF16 tensor with FP32 accumulate 165.2 TFLOPS, memory bandwidth 1,008 GB/s"),
 }
 DEFAULT_GPU = "A100-80GB-SXM"
+# AU-TTT's scan path on a GPU by default: ``backend="auto"`` runs the Triton scan kernels on CUDA
+# (au_ttt.model.ttt_fast.resolve_backend); "eager" is the fused PyTorch loop, the path without Triton.
+DEFAULT_PATH = "triton"
 
 # Host time per kernel of an eager step: everything the CPU does between two launches (Python, the view
 # ops, the dispatcher, autograd bookkeeping, cudaLaunchKernel itself). Assumed: 8 µs, in a 5–10 µs range
@@ -269,12 +272,12 @@ class CostModel:
         return all(abs(c.error) <= TOLERANCE for c in self.checks)
 
     def au_ttt(self, mode: str, path: str = "eager") -> OpProfile | None:
-        """AU-TTT's profile of ``mode`` (train, infer, pretrain) on ``path`` (eager, fused, …), if recorded."""
+        """AU-TTT's profile of ``mode`` (train, infer, pretrain) on ``path`` (eager, triton, …), if recorded."""
         found = [p for p in self.profiles.values() if p.model == "au_ttt" and p.mode == mode and p.path == path]
         return found[0] if found else None
 
     def paths(self) -> list[str]:
-        """The AU-TTT execution paths with a profile (eager; fused once a fused-scan profile is dropped in)."""
+        """The AU-TTT execution paths with a profile (eager, triton; others once their profiles are dropped in)."""
         return sorted({p.path for p in self.profiles.values() if p.model == "au_ttt"})
 
     def step(self, profile: OpProfile, gpu: str = DEFAULT_GPU, launch_s: float | None = None) -> StepTime:

@@ -17,7 +17,10 @@ timed, op for op:
 * **AU-TTT**: training = :func:`au_ttt.train.recipe.update` (finite check, backward, clipping, AdamW) on
   the paper loss (eq. 11) under bf16 autocast, as ``au-ttt train`` runs it; evaluation = the forward of
   :func:`au_ttt.train.evaluate.predict`; pretraining = the ImageNet classifier step of ``au-ttt pretrain``
-  (RoI branch off, 1,000 classes, soft-target cross-entropy after mixup).
+  (RoI branch off, 1,000 classes, soft-target cross-entropy after mixup). Each on two scan paths: ``eager``
+  (the fused PyTorch loop of :mod:`au_ttt.model.ttt_fused`, a few kernels per mini-batch; CUDA without
+  Triton) and ``triton`` (what ``backend="auto"`` runs on CUDA: each scan one kernel forward and one
+  backward, priced by the FLOPs and bytes of :mod:`au_ttt.model.ttt_triton`'s registered formulas).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class ProfileSpec:
     mode: str            # "train" | "infer" | "pretrain"
     batch: int
     software: str = ""   # "pt112" | "pt240" for timm benchmark steps
-    ttt_impl: str = "fast"
+    ttt_impl: str = "fast"   # "fast" (eager scan core), "triton" (the scan kernels), "reference"
 
     @property
     def path(self) -> str:
@@ -66,9 +69,9 @@ STANDARD = (
         ("vit_base_patch16_224", "infer", 1024), ("resnet50", "infer", 1024))),
     *(ProfileSpec(f"timm-{m}-infer-pt240", m, "infer", 1024, "pt240") for m in (
         "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "resnet50")),
-    ProfileSpec("au_ttt-train-eager", "au_ttt", "train", 64),
-    ProfileSpec("au_ttt-infer-eager", "au_ttt", "infer", 64),
-    ProfileSpec("au_ttt-pretrain-eager", "au_ttt", "pretrain", 256),
+    *(ProfileSpec(f"au_ttt-{mode}-{path}", "au_ttt", mode, b, ttt_impl=impl)
+      for path, impl in (("eager", "fast"), ("triton", "triton"))
+      for mode, b in (("train", 64), ("infer", 64), ("pretrain", 256))),
 )
 
 
@@ -128,7 +131,6 @@ def _au_ttt_step(spec: ProfileSpec, mode: FakeTensorMode, config: str) -> Callab
 
     from au_ttt.losses import AULoss
     from au_ttt.model.au_ttt import AUTTT
-    from au_ttt.model.layers import set_ttt_impl
     from au_ttt.settings import load_settings
     from au_ttt.train.recipe import build_optimisation, update
 
@@ -137,7 +139,7 @@ def _au_ttt_step(spec: ProfileSpec, mode: FakeTensorMode, config: str) -> Callab
     pretrain = spec.mode == "pretrain"
     with unset_fake_temporarily():     # real initialisation (it reads values), then fake parameters
         model = AUTTT(replace(cfg, au_roi=False) if pretrain else cfg, 1000 if pretrain else aus)
-        fake_module(set_ttt_impl(model, spec.ttt_impl), mode)
+        fake_module(_scan_impl(model, spec.ttt_impl), mode)
     x = torch.randn(b, 3, cfg.img_size, cfg.img_size)
     dtype = torch.bfloat16
 
@@ -185,6 +187,18 @@ def _au_ttt_step(spec: ProfileSpec, mode: FakeTensorMode, config: str) -> Callab
     return train_step
 
 
+def _scan_impl(model: nn.Module, impl: str) -> nn.Module:
+    """Set the model's TTT scan: ``fast`` (eager core: fake tensors are CPU tensors, which ``auto`` would pick
+    anyway), ``triton`` (the kernels' custom ops, with their FLOP formulas) or ``reference``."""
+    from au_ttt.model.layers import set_scan_backend, set_ttt_impl
+
+    if impl == "triton":
+        import au_ttt.model.ttt_triton  # noqa: F401  (registers the ops' FLOP formulas before recording)
+
+        return set_scan_backend(set_ttt_impl(model, "fast"), "triton")
+    return set_scan_backend(set_ttt_impl(model, impl), "eager")  # type: ignore[arg-type]
+
+
 def profile_spec(spec: ProfileSpec, config: str = "config/paper.yaml") -> dict:
     """The JSON-ready op profile of one step (after one unrecorded warm-up step, so optimiser state exists)."""
     t0 = time.perf_counter()
@@ -209,7 +223,7 @@ def write_profiles(names: list[str] | None = None, out: Path = PROFILE_DIR, conf
     specs = [s for s in STANDARD if not names or s.name in names or s.model in names]
     if ttt_impl != "fast":
         specs = [replace(s, ttt_impl=ttt_impl, name=s.name.replace("-eager", f"-{ttt_impl}"))
-                 for s in specs if s.model == "au_ttt"]
+                 for s in specs if s.model == "au_ttt" and s.ttt_impl == "fast"]
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for spec in specs:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from au_ttt.errors import InputError
-from au_ttt.planning.gpu_model import DEFAULT_GPU, GPUS, PROFILE_DIR, StepTime, cost_model
+from au_ttt.planning.gpu_model import DEFAULT_GPU, DEFAULT_PATH, GPUS, PROFILE_DIR, StepTime, cost_model
 
 __all__ = ["DEFAULT_RATES", "IMAGENET_TRAIN_IMAGES", "IMAGENET_VAL_IMAGES", "STAGE_KEYS", "Geometry", "ModelRate",
            "Rate", "RateBook", "default_model_rates", "discover_bench", "gpu_model_rates", "load_bench",
@@ -140,7 +140,8 @@ _CPU_THREADS = 2
 _PROFILE_MODES = {"train": "train", "eval": "infer", "pretrain": "pretrain"}
 
 
-def gpu_model_rates(gpu: str = DEFAULT_GPU, path: str = "eager", folder: str | Path = PROFILE_DIR) -> list[ModelRate]:
+def gpu_model_rates(gpu: str = DEFAULT_GPU, path: str = DEFAULT_PATH, folder: str | Path = PROFILE_DIR
+                    ) -> list[ModelRate]:
     """AU-TTT's per-GPU rates at ViT-S/16 from the cost model on its op profiles of ``path`` (else eager)."""
     if gpu not in GPUS:
         raise InputError(f"unknown GPU '{gpu}'; known: {', '.join(GPUS)}")
@@ -161,7 +162,7 @@ def gpu_model_rates(gpu: str = DEFAULT_GPU, path: str = "eager", folder: str | P
     return out
 
 
-def default_model_rates(gpu: str = DEFAULT_GPU, path: str = "eager", folder: str | Path = PROFILE_DIR
+def default_model_rates(gpu: str = DEFAULT_GPU, path: str = DEFAULT_PATH, folder: str | Path = PROFILE_DIR
                         ) -> list[ModelRate]:
     out = gpu_model_rates(gpu, path, folder)
     for mode, au in _CPU_BENCH.items():
@@ -183,8 +184,8 @@ class RateBook:
     gpu: str = DEFAULT_GPU      # the GPU the cost-model rates are for
 
     @classmethod
-    def for_gpu(cls, gpu: str = DEFAULT_GPU, path: str = "eager", folder: str | Path = PROFILE_DIR) -> RateBook:
-        """Default rates with the cost model's GPU rates on ``gpu`` for AU-TTT's ``path`` (eager, fused, …)."""
+    def for_gpu(cls, gpu: str = DEFAULT_GPU, path: str = DEFAULT_PATH, folder: str | Path = PROFILE_DIR) -> RateBook:
+        """Default rates with the cost model's GPU rates on ``gpu`` for AU-TTT's ``path`` (triton, eager, …)."""
         return cls(models=default_model_rates(gpu, path, folder), gpu=gpu)
 
     def stage(self, key: str, pixels: int | None = None) -> tuple[float, str]:

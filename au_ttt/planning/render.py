@@ -146,8 +146,10 @@ def render_gpu_model(model: CostModel, gpu: str, path: str, batches: dict[str, i
     if train is not None:
         b = batches.get("train", train.batch)
         per_gpu = ", ".join(f"{g.label} {model.step(train, key).img_per_s(b):,.0f}" for key, g in GPUS.items())
-        lines += ["", f"AU-TTT training img/s per GPU, batch {b}: {per_gpu} (a launch-bound step barely gains "
-                  "from a faster GPU)."]
+        step = model.step(train, gpu)
+        launch_bound = step.host_s > step.device_s * b / step.batch
+        lines += ["", f"AU-TTT training img/s per GPU, batch {b}: {per_gpu}"
+                  + (" (a launch-bound step barely gains from a faster GPU)." if launch_bound else ".")]
     return "\n".join(lines)
 
 

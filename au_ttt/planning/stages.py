@@ -153,11 +153,12 @@ def pretrain_batch(cfg: Mapping, source: str = "<config>", gpus: int = 1) -> int
 
 
 def scan_path(cfg: Mapping, source: str = "<config>") -> tuple[str, str]:
-    """Which AU-TTT op profiles price the config's GPU steps, and why: eager PyTorch unless ``model.compile``
-    (no compiled profile exists yet: the plan then prices eager and says so)."""
+    """Which AU-TTT op profiles price the config's GPU steps, and why: the Triton scan kernels (what
+    ``backend="auto"`` runs on CUDA) unless ``model.compile`` (no compiled profile exists: the plan then
+    prices eager and says so)."""
     if _get(cfg, "model.compile", bool, source, False):
         return "compiled", "model.compile: true"
-    return "eager", "model.compile: false, the config's path"
+    return "triton", "model.compile: false: on CUDA the scan runs as the Triton kernels"
 
 
 def model_geometry(cfg: Mapping, source: str = "<config>") -> Geometry:
