@@ -26,6 +26,7 @@ def train_check(config: str = "config/paper.yaml", *, device: str = "auto", step
         config: project config; its ``model``, ``loss`` and ``train`` (lr, weight decay, clip) sections are used.
         device: auto, cpu, cuda …; batch: default 64 on CUDA, 4 on CPU; amp: default bf16 on CUDA, none on CPU.
     """
+    from au_ttt.data.protocol import DATASETS
     from au_ttt.losses import AULoss
     from au_ttt.model.au_ttt import AUTTT
     from au_ttt.settings import load_settings
@@ -46,7 +47,7 @@ def train_check(config: str = "config/paper.yaml", *, device: str = "auto", step
     labels[torch.rand(batch, num_aus, generator=g) < 0.05] = -1.0                 # a few unknown labels
     labels = labels.to(dev)
     heat = (torch.randn(batch, num_aus, hm, hm, generator=g) * 0.5).to(dev)
-    criterion = AULoss(settings.loss, "bp4d", labels.clamp_min(0).mean(0).clamp(0.05, 0.95).cpu()).to(dev)
+    criterion = AULoss(settings.loss, DATASETS[0], labels.clamp_min(0).mean(0).clamp(0.05, 0.95).cpu()).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.train.lr, weight_decay=settings.train.weight_decay)
     dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     if dev.type == "cuda":

@@ -36,7 +36,9 @@ class LossConfig:
     def margin_for(self, dataset: str) -> float:
         if self.margin != "auto":
             return float(self.margin)
-        margins = {"bp4d": 0.1, "disfa": 0.15}
-        if dataset not in margins:
+        from au_ttt.datasets import registry
+
+        margin = registry.get(dataset).loss_margin if dataset in registry.names() else None
+        if margin is None:
             raise ValueError(f"loss.margin is 'auto' but dataset {dataset!r} has no paper margin; set loss.margin")
-        return margins[dataset]
+        return margin

@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 
 from au_ttt.data.check_report import DEFAULT_SAMPLE, DEFAULT_TOLERANCE
+from au_ttt.data.protocol import DATASETS
 
 HELP = "prepare datasets: check a licensed copy, decode DISFA frames, build the frame index and folds"
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     index = sub.add_parser("index", help="build THE FRAME INDEX (parquet) plus report and folds.json",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    index.add_argument("--dataset", choices=("bp4d", "disfa"), required=True)
+    index.add_argument("--dataset", choices=DATASETS, required=True)
     index.add_argument("--root", type=Path, required=True,
                        help="BP4D folder with AUCoding/AU_OCC/, or DISFA folder with ActionUnit_Labels/")
     index.add_argument("--frames", type=Path, default=None,
@@ -63,7 +64,7 @@ def _add_check(sub) -> None:
                     "readability. Prints one line per mismatch (ERROR or WARNING, code, where, what) and a "
                     "summary; exit 0 when the copy matches (warnings allowed), 1 when there is an error, 2 on a "
                     "usage error. Count differences within --tolerance are warnings, larger ones errors.")
-    check.add_argument("--dataset", choices=("bp4d", "disfa"), required=True)
+    check.add_argument("--dataset", choices=DATASETS, required=True)
     check.add_argument("--root", type=Path, required=True,
                        help="BP4D folder with AUCoding/AU_OCC/, or DISFA folder with ActionUnit_Labels/ and "
                             "Videos_LeftCamera/")
@@ -128,21 +129,14 @@ def _frames(args: argparse.Namespace) -> int:
 
 def _index(args: argparse.Namespace) -> int:
     from au_ttt.data.frame_index import write_index
+    from au_ttt.datasets import registry
     from au_ttt.errors import InputError
 
-    progress = not args.no_progress
-    if args.dataset == "bp4d":
-        from au_ttt.data.bp4d import read_bp4d
-
-        image_root = args.frames or args.root
-        df, report = read_bp4d(args.root, image_root, args.allow_unknown_subjects, progress=progress)
-    else:
-        from au_ttt.data.disfa import read_disfa
-
-        if args.frames is None:
-            raise InputError("DISFA needs --frames FRAMES_DIR, the folder written by `au-ttt data frames`")
-        image_root = args.frames
-        df, report = read_disfa(args.root, image_root, args.allow_unknown_subjects, progress=progress)
+    spec = registry.get(args.dataset)
+    if spec.frames_required and args.frames is None:
+        raise InputError(f"{spec.title} needs --frames FRAMES_DIR, the folder written by `au-ttt data frames`")
+    image_root = args.frames or args.root
+    df, report = spec.read(args.root, image_root, args.allow_unknown_subjects, progress=not args.no_progress)
     full = write_index(df, args.out, image_root, report, {"label_root": str(args.root.resolve())})
     print(f"{args.dataset}: {full['rows']} frames, {full['subjects']} subjects, {full['sequences']} "
           f"sequences -> {args.out} (images relative to {full['image_root']})")

@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from au_ttt.data.protocol import DATASETS
+
 HELP = "score a trained run within-domain or cross-domain; writes metrics.json + per-frame probabilities"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="project config (heatmaps section)")
     parser.add_argument("--run", required=True, type=Path, help="run directory from `au-ttt train`")
-    parser.add_argument("--dataset", required=True, choices=["bp4d", "disfa"], help="dataset to score on")
+    parser.add_argument("--dataset", required=True, choices=DATASETS, help="dataset to score on")
     parser.add_argument("--index", required=True, type=Path)
     parser.add_argument("--crops", required=True, type=Path)
     parser.add_argument("--heatmaps", required=True, type=Path)

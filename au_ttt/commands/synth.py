@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
                                 bp4d_tasks=args.bp4d_tasks, bp4d_frames=args.bp4d_frames,
                                 disfa_frames=args.disfa_frames, unknown_standard=args.unknown_standard,
                                 overwrite=args.overwrite, progress=not args.no_progress)
-    for ds in ("bp4d", "disfa"):
+    from au_ttt.datasets import registry
+
+    for ds in registry.synth_names():
         m = manifest[ds]
         print(f"{ds.upper()}: {len(m['subjects'])} subjects, {m['frames']} frames → {m['root']}")
         print(f"  occurrence: {json.dumps(m['occurrence_rate'])}")

@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from au_ttt.data.protocol import DATASETS
+
 HELP = "train one (dataset, fold, variant) and write its run directory"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="project config file")
-    parser.add_argument("--dataset", required=True, choices=["bp4d", "disfa"])
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
     parser.add_argument("--test-part", type=int, required=True, choices=[1, 2, 3],
                         help="the fold, named by the part it tests on (trains on the other two)")
     parser.add_argument("--variant", help="Table III variant name from the config's `variants` "

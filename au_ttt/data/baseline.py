@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from au_ttt.data.bp4d import DATASET as BP4D
+from au_ttt.data.disfa import DATASET as DISFA
 from au_ttt.data.landmark_files import read_bp4d_landmarks, read_disfa_landmarks
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, DISFA_OCCURRENCE_THRESHOLD, part_of_subject, train_parts
 from au_ttt.errors import InputError
@@ -71,7 +73,7 @@ def load_bp4d(root: str | Path, progress: bool = True) -> Samples:
     csvs = sorted((root / "AUCoding" / "AU_OCC").glob("*_*.csv"))
     if not csvs:
         raise InputError(f"no BP4D label files in {root / 'AUCoding' / 'AU_OCC'}; point at a BP4D-format root")
-    cols = [str(au) for au in AUS["bp4d"]]
+    cols = [str(au) for au in AUS[BP4D]]
     feats, labels, parts, skipped = [], [], [], 0
     for csv in tqdm(csvs, desc="BP4D frames", unit="seq", disable=not progress):
         subject, task = csv.stem.split("_", 1)
@@ -80,7 +82,7 @@ def load_bp4d(root: str | Path, progress: bool = True) -> Samples:
         if missing := [c for c in cols if c not in df.columns]:
             raise InputError(f"{csv} lacks AU columns {missing}; expected a BP4D AU_OCC file")
         lms = read_bp4d_landmarks(root, subject, task)
-        part = part_of_subject("bp4d", subject)
+        part = part_of_subject(BP4D, subject)
         for frame, row in df[cols].iterrows():
             img = cv2.imread(str(root / subject / task / f"{int(frame)}.jpg"))
             if img is None or int(frame) not in lms:
@@ -89,7 +91,7 @@ def load_bp4d(root: str | Path, progress: bool = True) -> Samples:
             feats.append(hog_features(crop_face(img, lms[int(frame)])))
             labels.append(np.where(row.to_numpy() == 9, -1, row.to_numpy()))
             parts.append(part)
-    return Samples("bp4d", np.stack(feats), np.asarray(labels, np.int8), np.asarray(parts), skipped)
+    return Samples(BP4D, np.stack(feats), np.asarray(labels, np.int8), np.asarray(parts), skipped)
 
 
 def load_disfa(root: str | Path, progress: bool = True) -> Samples:
@@ -101,13 +103,13 @@ def load_disfa(root: str | Path, progress: bool = True) -> Samples:
     feats, labels, parts, skipped = [], [], [], 0
     for subject in tqdm(subjects, desc="DISFA videos", unit="video", disable=not progress):
         occ = np.stack([_disfa_occurrence(root / "ActionUnit_Labels" / subject / f"{subject}_au{au}.txt")
-                        for au in AUS["disfa"]], 1)
+                        for au in AUS[DISFA]], 1)
         lms = read_disfa_landmarks(root, subject)
         video = root / "Videos_LeftCamera" / f"LeftVideo{subject}_comp.avi"
         cap = cv2.VideoCapture(str(video))
         if not cap.isOpened():
             raise InputError(f"cannot open {video}; DISFA needs Videos_LeftCamera/LeftVideo{subject}_comp.avi")
-        part = part_of_subject("disfa", subject)
+        part = part_of_subject(DISFA, subject)
         for t in range(len(occ)):
             ok, img = cap.read()
             if not ok or t not in lms:
@@ -117,7 +119,7 @@ def load_disfa(root: str | Path, progress: bool = True) -> Samples:
             labels.append(occ[t])
             parts.append(part)
         cap.release()
-    return Samples("disfa", np.stack(feats), np.asarray(labels, np.int8), np.asarray(parts), skipped)
+    return Samples(DISFA, np.stack(feats), np.asarray(labels, np.int8), np.asarray(parts), skipped)
 
 
 def _disfa_occurrence(path: Path) -> np.ndarray:

@@ -29,6 +29,8 @@ from au_ttt.data.frame_index import (
 from au_ttt.data.protocol import BP4D_AUS
 from au_ttt.errors import InputError
 
+DATASET = "bp4d"   # the index's dataset value (the plug-in: au_ttt/datasets/bp4d.py)
+
 __all__ = ["LABEL_DIR", "read_bp4d", "read_occurrence_csv"]
 
 LABEL_DIR = Path("AUCoding") / "AU_OCC"
@@ -96,7 +98,7 @@ def read_bp4d(root: str | Path, frames_root: str | Path | None = None, allow_unk
     """All AU-coded BP4D frames with an image, as index rows (see :mod:`au_ttt.data.frame_index`)."""
     root = Path(root)
     image_root = Path(frames_root) if frames_root is not None else root
-    report = report or IndexReport("bp4d")
+    report = report or IndexReport(DATASET)
     label_dir = root / LABEL_DIR
     if not label_dir.is_dir():
         raise InputError(f"{label_dir} not found; --root must be the BP4D folder that contains {LABEL_DIR}/")
@@ -110,11 +112,11 @@ def read_bp4d(root: str | Path, frames_root: str | Path | None = None, allow_unk
             raise InputError(f"{path}: name is not {{subject}}_{{task}}.csv (e.g. F001_T1.csv); rename or "
                              "remove it")
         subject, task = match["subject"], match["task"]
-        part = subject_part("bp4d", subject, path, allow_unknown_subjects)
+        part = subject_part(DATASET, subject, path, allow_unknown_subjects)
         if part is None:
             report.exclude("unknown_subject", len(read_occurrence_csv(path)), path.name, sequences=1)
             continue
         seq = _read_sequence(path, subject, task, part, scan_images(image_root / subject / task), report)
         if seq is not None:
             parts.append(seq)
-    return finalize_index(parts, "bp4d", report), report
+    return finalize_index(parts, DATASET, report), report

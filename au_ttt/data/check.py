@@ -57,6 +57,7 @@ from au_ttt.data.protocol import (
     PARTS,
     disfa_label_lines,
 )
+from au_ttt.datasets import registry
 from au_ttt.errors import InputError
 
 __all__ = ["DEFAULT_SAMPLE", "DEFAULT_TOLERANCE", "CheckReport", "Finding", "check_bp4d", "check_dataset",
@@ -108,8 +109,8 @@ def check_dataset(dataset: str, root: str | Path, frames: str | Path | None = No
 
     ``subjects`` restricts the check to some published subjects (default: all of them must be there).
     """
-    if dataset not in ("bp4d", "disfa"):
-        raise InputError(f"unknown dataset {dataset!r}; use bp4d or disfa")
+    if dataset not in registry.names():
+        raise InputError(f"unknown dataset {dataset!r}; use one of {', '.join(registry.names())}")
     if expect not in ("published", "structure"):
         raise InputError(f"expect must be 'published' or 'structure', got {expect!r}")
     if sample < 1:
@@ -118,9 +119,9 @@ def check_dataset(dataset: str, root: str | Path, frames: str | Path | None = No
         raise InputError(f"--tolerance is a fraction in [0, 1), got {tolerance}")
     if not Path(root).is_dir():
         raise InputError(f"--root {root}: no such folder; point it at your licensed {dataset.upper()} copy")
-    fn = check_bp4d if dataset == "bp4d" else check_disfa
-    return fn(Path(root), Path(frames) if frames is not None else None, expect=expect, sample=sample, full=full,
-              tolerance=tolerance, subjects=subjects, progress=progress)
+    frames_root = Path(frames) if frames is not None else None
+    return registry.get(dataset).check(Path(root), frames_root, expect=expect, sample=sample, full=full,
+                                       tolerance=tolerance, subjects=subjects, progress=progress)
 
 
 def expected_subjects(dataset: str, subjects: Sequence[str] | None) -> set[str]:
@@ -179,7 +180,7 @@ def _bp4d_sequences(report: CheckReport, label_dir: Path, expect: str,
     files = {p.name: p for p in label_dir.glob("*.csv")}
     claimed: set[str] = set()
     out = []
-    for part, subjects in PARTS["bp4d"].items():
+    for part, subjects in PARTS[bp4d.DATASET].items():
         for subject in subjects:
             tasks = sorted((task, name) for name in files if (task := _task_of(name, subject)) is not None)
             claimed |= {name for _, name in tasks}
@@ -233,14 +234,14 @@ def check_bp4d(root: Path, frames: Path | None = None, *, expect: Expect = "publ
                sample: int = DEFAULT_SAMPLE, full: bool = False, tolerance: float = DEFAULT_TOLERANCE,
                subjects: Sequence[str] | None = None, progress: bool = True) -> CheckReport:
     """Check a BP4D copy: ``AUCoding/AU_OCC/*.csv`` and ``{subject}/{task}/{frame}.jpg`` under ``frames``."""
-    report = _report("bp4d", root, expect, sample, full)
+    report = _report(bp4d.DATASET, root, expect, sample, full)
     image_root = frames if frames is not None else root
     label_dir = root / bp4d.LABEL_DIR
     if not label_dir.is_dir():
         report.add("error", "missing_label_dir", str(label_dir),
                    f"not found; --root must be the BP4D folder that contains {bp4d.LABEL_DIR}/")
         return report
-    wanted = expected_subjects("bp4d", subjects)
+    wanted = expected_subjects(bp4d.DATASET, subjects)
     sequences = _bp4d_sequences(report, label_dir, expect, wanted)
     per_part: Counter = Counter()
     for subject, task, part, path in tqdm(sequences, desc="BP4D sequences", unit="csv", disable=not progress):
@@ -320,21 +321,21 @@ def check_disfa(root: Path, frames: Path | None = None, *, expect: Expect = "pub
                 sample: int = DEFAULT_SAMPLE, full: bool = False, tolerance: float = DEFAULT_TOLERANCE,
                 subjects: Sequence[str] | None = None, progress: bool = True) -> CheckReport:
     """Check a DISFA copy: label files, left-camera videos and, with ``frames``, the decoded frames."""
-    report = _report("disfa", root, expect, sample, full, images=frames is not None)
+    report = _report(disfa.DATASET, root, expect, sample, full, images=frames is not None)
     label_dir = root / disfa.LABEL_DIR
     if not label_dir.is_dir():
         report.add("error", "missing_label_dir", str(label_dir),
                    f"not found; --root must be the DISFA folder that contains {disfa.LABEL_DIR}/")
         return report
     present = {p.name for p in label_dir.iterdir() if p.is_dir()}
-    published = {s for subjects in PARTS["disfa"].values() for s in subjects}
+    published = {s for subjects in PARTS[disfa.DATASET].values() for s in subjects}
     for name in sorted(present - published):
         report.add("error", "unknown_subject", f"{disfa.LABEL_DIR}/{name}",
                    "not a published DISFA subject: `au-ttt data index` refuses it; remove it or index with "
                    "--allow-unknown-subjects", name)
     per_part: dict[int, int] = defaultdict(int)
-    wanted = expected_subjects("disfa", subjects)
-    todo = [(part, s) for part, names in PARTS["disfa"].items() for s in names if s in wanted]
+    wanted = expected_subjects(disfa.DATASET, subjects)
+    todo = [(part, s) for part, names in PARTS[disfa.DATASET].items() for s in names if s in wanted]
     for part, subject in tqdm(todo, desc="DISFA subjects", unit="subject", disable=not progress):
         if subject not in present:
             report.add("error", "missing_subject", f"{subject} (part {part})",

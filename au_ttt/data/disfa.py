@@ -21,6 +21,8 @@ from au_ttt.data.protocol import DISFA_AUS, DISFA_OCCURRENCE_THRESHOLD
 from au_ttt.data.video import read_marker
 from au_ttt.errors import InputError
 
+DATASET = "disfa"   # the index's dataset value (the plug-in: au_ttt/datasets/disfa.py)
+
 __all__ = ["LABEL_DIR", "SEQUENCE", "label_path", "read_disfa", "read_intensity_file"]
 
 LABEL_DIR = "ActionUnit_Labels"
@@ -78,7 +80,7 @@ def read_disfa(root: str | Path, frames_root: str | Path, allow_unknown_subjects
                report: IndexReport | None = None, progress: bool = True) -> tuple[pd.DataFrame, IndexReport]:
     """All labelled DISFA frames that have a decoded image, as index rows."""
     root, frames_root = Path(root), Path(frames_root)
-    report = report or IndexReport("disfa")
+    report = report or IndexReport(DATASET)
     label_dir = root / LABEL_DIR
     if not label_dir.is_dir():
         raise InputError(f"{label_dir} not found; --root must be the DISFA folder that contains {LABEL_DIR}/")
@@ -92,7 +94,7 @@ def read_disfa(root: str | Path, frames_root: str | Path, allow_unknown_subjects
     for subject in tqdm(subjects, desc="DISFA subjects", unit="subject", disable=not progress):
         files = sorted((label_dir / subject).glob("*.txt"))
         source = files[0] if files else label_dir / subject
-        part = subject_part("disfa", subject, source, allow_unknown_subjects)
+        part = subject_part(DATASET, subject, source, allow_unknown_subjects)
         if part is None:
             lengths = [len(read_intensity_file(p)) for p in files]
             report.exclude("unknown_subject", max(lengths, default=0), subject, subjects=1)
@@ -102,7 +104,7 @@ def read_disfa(root: str | Path, frames_root: str | Path, allow_unknown_subjects
             report.exclude("no_label_files", 0, f"{subject}: none of {subject}_au{{N}}.txt", subjects=1)
             continue
         parts.append(_subject_rows(subject, part, labels, frames_root / subject, report))
-    return finalize_index([p for p in parts if len(p)], "disfa", report), report
+    return finalize_index([p for p in parts if len(p)], DATASET, report), report
 
 
 def _subject_rows(subject: str, part: int, labels: np.ndarray, frame_dir: Path,

@@ -342,22 +342,20 @@ def provided_landmarks(index: pd.DataFrame, dataset_root: str | Path, progress: 
     """
     from tqdm import tqdm
 
-    from au_ttt.data import landmark_files
+    from au_ttt.datasets import registry
 
-    readers = {
-        "bp4d": lambda subject, seq: landmark_files.read_bp4d_landmarks(dataset_root, subject, seq),
-        "disfa": lambda subject, seq: landmark_files.read_disfa_landmarks(dataset_root, subject),
-    }
     n = len(index)
     points = np.full((n, 68, 2), np.nan, np.float32)
     success = np.zeros(n, bool)
     groups = index.groupby(["dataset", "subject", "sequence"], sort=False).indices
     for (dataset, subject, seq), rows in tqdm(groups.items(), desc="landmarks (provided)",
                                                disable=not progress):
-        if dataset not in readers:
-            raise InputError(f"no shipped-landmark reader for dataset {dataset!r} (have {sorted(readers)}); "
+        spec = registry.get(dataset)
+        if spec.landmark_reader is None:
+            have = sorted(n for n in registry.names() if registry.get(n).landmark_reader)
+            raise InputError(f"no shipped-landmark reader for dataset {dataset!r} (have {have}); "
                              "use --backend dlib or face_alignment")
-        table = readers[dataset](subject, seq)
+        table = spec.landmarks(dataset_root, subject, seq)
         frames = index["frame"].to_numpy()[rows]
         for r, frame in zip(rows, frames, strict=True):
             pts = table.get(int(frame)) if not isinstance(frame, str) else table.get(frame)

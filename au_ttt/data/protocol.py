@@ -7,25 +7,68 @@ their test part*; the two published numberings are kept as explicit maps so a us
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
-from typing import Literal
+from typing import Any
+
+from au_ttt.datasets import registry
 
 __all__ = [
     "AUS", "BP4D_AUS", "BP4D_CSV_AUS", "BP4D_FRAME_SIZE", "BP4D_PARTS", "BP4D_PART_FRAMES", "BP4D_TASKS",
     "CROSS_DOMAIN_AUS", "DATASETS", "DISFA_AUS", "DISFA_FRAMES_PER_VIDEO", "DISFA_FRAME_SIZE",
     "DISFA_OCCURRENCE_THRESHOLD", "DISFA_PARTS", "DISFA_PART_FRAMES", "DISFA_SHORT_VIDEOS", "FGNET_FOLD_TEST_PART",
-    "MAX_SUBJECTS_PER_PART", "MEGRAPHAU_FOLD_TEST_PART", "PARTS", "PART_FRAMES", "Dataset", "au_columns",
-    "bp4d_segments", "cross_domain_indices", "disfa_label_lines", "first_subjects", "part_of_subject",
+    "MAX_SUBJECTS_PER_PART", "MEGRAPHAU_FOLD_TEST_PART", "PARTS", "PART_FRAMES", "TITLES", "Dataset", "au_columns",
+    "bp4d_segments", "cross_domain_indices", "cross_pairs", "disfa_label_lines", "first_subjects", "part_of_subject",
     "published_frames", "shard_subjects", "train_parts",
 ]
 
-Dataset = Literal["bp4d", "disfa"]
-DATASETS: tuple[Dataset, ...] = ("bp4d", "disfa")
+Dataset = str   # a registered dataset name (au_ttt.datasets.registry)
+
+
+class _Names(Sequence[str]):
+    """The registered dataset names, read at use (a plug-in registered later is included)."""
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return registry.names()[i]
+
+    def __len__(self) -> int:
+        return len(registry.names())
+
+    def __repr__(self) -> str:
+        return repr(registry.names())
+
+
+class _SpecField(Mapping[str, Any]):
+    """dataset → one field of its registered spec (``AUS[name]`` is that spec's ``aus``)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getitem__(self, dataset: str) -> Any:
+        if dataset not in registry.names():
+            raise KeyError(dataset)
+        return getattr(registry.get(dataset), self._name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.names())
+
+    def __len__(self) -> int:
+        return len(registry.names())
+
+
+DATASETS: Sequence[str] = _Names()
+TITLES: Mapping[str, str] = _SpecField("title")   # dataset → the name tables and messages print
+
+
+def cross_pairs() -> list[tuple[str, str]]:
+    """(source, target) of the paper's cross-domain evaluations (Table II), in registration order."""
+    table2 = registry.in_paper_table("II")
+    return [(s, t) for s in table2 for t in table2 if s != t]
 
 # The AUs each dataset is evaluated on (paper §III-A, following DRML [16]).
 BP4D_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
 DISFA_AUS: tuple[int, ...] = (1, 2, 4, 6, 9, 12, 25, 26)
-AUS: dict[str, tuple[int, ...]] = {"bp4d": BP4D_AUS, "disfa": DISFA_AUS}
+AUS: Mapping[str, tuple[int, ...]] = _SpecField("aus")
 
 # AU columns of a BP4D AU_OCC CSV (after the frame column '0'): more AUs than the 12 evaluated. This is the set
 # the project's format replicas write; readers select the evaluated columns by name, so a licensed copy with
@@ -52,9 +95,9 @@ DISFA_PARTS: dict[int, tuple[str, ...]] = {
     2: ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
     3: ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
 }
-PARTS: dict[str, dict[int, tuple[str, ...]]] = {"bp4d": BP4D_PARTS, "disfa": DISFA_PARTS}
+PARTS: Mapping[str, Mapping[int, tuple[str, ...]]] = _SpecField("parts")
 # The largest part of either dataset: `first_subjects(…, MAX_SUBJECTS_PER_PART)` lists every published subject.
-MAX_SUBJECTS_PER_PART = max(len(p) for table in PARTS.values() for p in table.values())
+MAX_SUBJECTS_PER_PART = max(len(p) for table in (BP4D_PARTS, DISFA_PARTS) for p in table.values())
 
 # Labelled frames of the published protocol, per part. BP4D: every data row of the AU_OCC CSVs of the
 # part's subjects × tasks T1–T8 (ME-GraphAU tool/BP4D_image_label_process.py reads all of them; line counts
@@ -66,7 +109,7 @@ BP4D_PART_FRAMES: dict[int, int] = {1: 50_631, 2: 50_182, 3: 46_034}
 DISFA_FRAMES_PER_VIDEO = 4_845
 DISFA_SHORT_VIDEOS: dict[str, int] = {"SN010": 4_844}
 DISFA_PART_FRAMES: dict[int, int] = {1: 43_604, 2: 43_605, 3: 43_605}
-PART_FRAMES: dict[str, dict[int, int]] = {"bp4d": BP4D_PART_FRAMES, "disfa": DISFA_PART_FRAMES}
+PART_FRAMES: Mapping[str, Mapping[int, int]] = _SpecField("part_frames")
 
 # Raw frame size (width, height): a BP4D frame is a 1040×1392 portrait JPEG, a DISFA left-camera frame
 # 1024×768 (measured on the sample frames PyTorch-JAANet ships: dataset/BP4D/F001/T1/2440.jpg,
@@ -102,8 +145,8 @@ def train_parts(test_part: int) -> tuple[int, ...]:
 
 def cross_domain_indices(dataset: str) -> list[int]:
     """Output indices of the cross-domain AUs in a dataset's AU order (BP4D [0,1,2,3,6]; DISFA [0,1,2,3,5])."""
-    aus = AUS[_check_dataset(dataset)]
-    return [aus.index(au) for au in CROSS_DOMAIN_AUS]
+    spec = registry.get(dataset)
+    return [spec.aus.index(au) for au in spec.cross_domain_aus]
 
 
 def published_frames(dataset: str) -> int:
@@ -158,6 +201,4 @@ def shard_subjects(subjects: list[str] | tuple[str, ...], per_shard: int) -> dic
 
 
 def _check_dataset(dataset: str) -> str:
-    if dataset not in AUS:
-        raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
-    return dataset
+    return registry.get(dataset).name

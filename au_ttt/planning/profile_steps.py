@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
 
+from au_ttt.data.protocol import DATASETS
 from au_ttt.planning.gpu_model import PROFILE_DIR
 from au_ttt.planning.op_profile import fake_module, fake_session, profile_fn, profile_json
 
@@ -173,7 +174,7 @@ def _au_ttt_step(spec: ProfileSpec, mode: FakeTensorMode, config: str) -> Callab
     import numpy as np
 
     with unset_fake_temporarily():
-        criterion = fake_module(AULoss(settings.loss, "bp4d", np.full(aus, 0.2, dtype=np.float32)), mode)
+        criterion = fake_module(AULoss(settings.loss, DATASETS[0], np.full(aus, 0.2, dtype=np.float32)), mode)
     hm = model.heatmap_size
     masks, labels = torch.rand(b, aus, *cfg.grid_size), torch.zeros(b, aus)
     heat, label_mask = torch.rand(b, aus, hm, hm), torch.ones(b, aus)

@@ -24,17 +24,9 @@ from typing import Any
 
 from au_ttt.config import ConfigError
 from au_ttt.data.check_report import DEFAULT_SAMPLE
-from au_ttt.data.protocol import (
-    BP4D_FRAME_SIZE,
-    BP4D_TASKS,
-    DISFA_FRAME_SIZE,
-    PART_FRAMES,
-    PARTS,
-    disfa_label_lines,
-    first_subjects,
-    shard_subjects,
-)
+from au_ttt.data.protocol import PARTS, first_subjects, shard_subjects
 from au_ttt.data.synth_limits import check_synthau_sizes
+from au_ttt.datasets import registry as dataset_registry
 from au_ttt.errors import InputError
 from au_ttt.planning.loading import data_loading
 from au_ttt.planning.rates import IMAGENET_TRAIN_IMAGES, IMAGENET_VAL_IMAGES, Geometry, RateBook
@@ -45,7 +37,7 @@ __all__ = ["SHARD_SUBJECTS", "DatasetSize", "Resources", "StageEstimate", "data_
 # Subjects per preprocessing shard: the config key and its default (per subject, issue 10 item 1).
 SHARD_SUBJECTS = ("workflow.shard_subjects", 1)
 # SynthAU frame sizes (width, height): au_ttt.data.synth.render.DOMAINS (a test keeps them equal).
-SYNTHAU_FRAME_SIZE = {"bp4d": (240, 320), "disfa": (256, 192)}
+SYNTHAU_FRAME_SIZE = {n: dataset_registry.get(n).synth_frame_size for n in dataset_registry.synth_names()}
 # sklearn's digits (1,797 images), 20 % held out: au_ttt.train.pretrain.write_digits_imagefolder.
 DIGITS_TRAIN, DIGITS_VAL = 1438, 359
 _MISSING = object()
@@ -120,7 +112,7 @@ def _get(cfg: Mapping, key: str, kind: type | tuple, source: str, default: Any =
 def _datasets(cfg: Mapping, source: str) -> list[str]:
     datasets = _get(cfg, "workflow.datasets", list, source)
     if not datasets or any(d not in PARTS for d in datasets):
-        raise ConfigError(f"{source}: key 'workflow.datasets' has {datasets!r}; allowed: a list of bp4d, disfa")
+        raise ConfigError(f"{source}: key 'workflow.datasets' has {datasets!r}; allowed: a list of {', '.join(PARTS)}")
     return datasets
 
 
@@ -132,20 +124,18 @@ def data_sizes(cfg: Mapping, source: str = "<config>") -> dict[str, DatasetSize]
     ablation = _get(cfg, "workflow.ablation_dataset", str, source, choices=tuple(PARTS))
     out = {}
     for name in datasets + [d for d in (ablation,) if d not in datasets]:
-        parts = PARTS[name]
+        spec, parts = dataset_registry.get(name), PARTS[name]
         if kind == "real":
-            size = BP4D_FRAME_SIZE if name == "bp4d" else DISFA_FRAME_SIZE
-            frames = {s: (PART_FRAMES[name][p] / len(subs) if name == "bp4d" else disfa_label_lines(s))
-                      for p, subs in parts.items() for s in subs}
-            sequences = len(BP4D_TASKS) if name == "bp4d" else 1
+            size, sequences = spec.frame_size, spec.sequences
+            frames = {s: spec.published_subject_frames(s, p) for p, subs in parts.items() for s in subs}
         else:
             spp = _get(cfg, "workflow.synthau.subjects_per_part", int, source)
-            tasks = _get(cfg, "workflow.synthau.bp4d_tasks", int, source)
-            per = (_get(cfg, "workflow.synthau.bp4d_frames", int, source) * tasks if name == "bp4d"
-                   else _get(cfg, "workflow.synthau.disfa_frames", int, source))
+            tasks = (_get(cfg, f"workflow.synthau.{spec.synth_sequences_key}", int, source)
+                     if spec.synth_sequences_key else 1)
+            per = _get(cfg, f"workflow.synthau.{spec.synth_frames_key}", int, source) * tasks
             check_synthau_sizes(cfg["workflow"]["synthau"], source)  # the ranges `au-ttt synth` accepts
             frames = {s: float(per) for s in first_subjects(name, spp)}
-            size, sequences = SYNTHAU_FRAME_SIZE[name], (tasks if name == "bp4d" else 1)
+            size, sequences = spec.synth_frame_size, tasks
         part = {s: p for p, subs in parts.items() for s in subs}
         out[name] = DatasetSize(name, frames, part, size[0] * size[1], sequences)
     return out
@@ -228,10 +218,10 @@ def _preprocessing(cfg: Mapping, sizes: dict[str, DatasetSize], res: Resources, 
         per, src = rates.stage("synthau")
         out.append(_cpu_stage("SynthAU", [(sum(s.total() for s in sizes.values()), per)], startup, 1,
                               f"{names} frames", "frames", src))
-    if "disfa" in sizes:
-        d = sizes["disfa"]
+    for d in (s for s in sizes.values() if dataset_registry.get(s.name).frames_required):
         per, src = rates.stage("disfa_frames", d.pixels)
-        out.append(_cpu_stage("DISFA frames", [(n, per) for n in d.frames.values()], startup, cores,
+        jobs = [(n, per) for n in d.frames.values()]
+        out.append(_cpu_stage(f"{dataset_registry.get(d.name).title} frames", jobs, startup, cores,
                               f"{_fmt(d.total())} frames, one job per video", "frames", src))
     per, src = rates.stage("index")
     out.append(_cpu_stage("frame index", [(s.total(), per) for s in sizes.values()], startup, cores,

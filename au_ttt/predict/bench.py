@@ -124,7 +124,7 @@ def speed_table(device: str = "cpu", threads: int = 2, frames: int = 60, batch: 
     import torch
 
     from au_ttt.config import to_dict
-    from au_ttt.data.protocol import AUS
+    from au_ttt.data.protocol import AUS, DATASETS
     from au_ttt.predict.bundle import LoadedModel
     from au_ttt.predict.job import PredictOptions, run_predict
     from au_ttt.predict.prepare import PreprocessSpec
@@ -152,10 +152,10 @@ def speed_table(device: str = "cpu", threads: int = 2, frames: int = 60, batch: 
     for label, cfg_file in (("demo (64 px, width 64, depth 2)", "config/config.yaml"),
                             ("AU-TTT ViT-S/16, 224 px", "config/paper.yaml")):
         s = load_settings(_REPO / cfg_file)
-        aus = AUS["bp4d"]
+        aus = AUS[DATASETS[0]]
         model = AUTTT(s.model, len(aus)).eval()
         prep = PreprocessSpec(s.crops, s.heatmaps, aus, s.crops.jpeg_quality, 95)
-        loaded = LoadedModel(model, aus, "bp4d", np.full(len(aus), 0.5), prep, s.landmarks, s.train.amp,
+        loaded = LoadedModel(model, aus, DATASETS[0], np.full(len(aus), 0.5), prep, s.landmarks, s.train.amp,
                              {"model": to_dict(s.model)}, cfg_file)
         for det in ("mtcnn", "dlib"):
             opts = PredictOptions(batch=batch, device=device, detector=det, progress=False, overwrite=True)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS
+from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, TITLES, cross_pairs
 from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup
 from au_ttt.tables.intervals import Interval
 from au_ttt.tables.published import ABLATION_COLUMNS, OURS, TABLE1, TABLE2, TABLE3
@@ -29,7 +29,7 @@ __all__ = ["SYNTHETIC", "DataKind", "Table", "comparisons_table", "config_marks"
 
 DataKind = Literal["synthau", "real"]
 SYNTHETIC = "SynthAU (synthetic data) — not comparable to the paper"
-NAMES = {"bp4d": "BP4D", "disfa": "DISFA"}
+NAMES = TITLES
 PAPER, MINE, DIFF, REF = "paper", "this run", "this run − paper", "reference"  # the `source` column
 CONTROL_SOURCE = "our control (not in the paper)"  # Table III `source` of a control row
 _FOLD_NOTE = ("Each value is the mean over the three subject-exclusive folds (test parts 1, 2, 3) of that fold's "
@@ -158,7 +158,7 @@ def table2(results: Mapping[tuple[str, str], CrossResult], data: DataKind, unc: 
     ours: dict[str, Any] = {"source": MINE, "Method": _ours_label(None)}
     floor: dict[str, Any] = {"source": REF, "Method": "All-positive floor (this run's test set)"}
     intervals: dict[str, Interval] = {}
-    for cols, key in ((b2d, ("bp4d", "disfa")), (d2b, ("disfa", "bp4d"))):
+    for cols, key in zip((b2d, d2b), cross_pairs(), strict=True):
         res = results[key]
         for c, au in zip(cols, [*(f"AU{a}" for a in CROSS_DOMAIN_AUS), None], strict=True):
             if unc is not None:

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, DATASETS
+from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, DATASETS, cross_pairs
+from au_ttt.datasets import registry
 from au_ttt.errors import InputError
 from au_ttt.tables.published import VARIANTS
 from au_ttt.train.records import BEST_KEY, CrossMetrics, FoldMetrics, load_json_object
@@ -221,7 +222,7 @@ def _folds(runs: list[RunResult], dataset: str, variant: str | None, what: str) 
 def group_within(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
     """Table I: three folds for each of BP4D and DISFA, one variant per dataset."""
     out = {}
-    for d in DATASETS:
+    for d in registry.in_paper_table("I"):
         mine = [r for r in runs if r.dataset == d]
         variants = sorted({str(r.variant) for r in mine})
         if len(variants) > 1:
@@ -248,7 +249,7 @@ def group_ablation(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
         bad = [str(r.path) for r in runs if r.variant not in known][:3]
         raise InputError(f"--table3: variant(s) {unknown} in {', '.join(bad)} are not Table III rows; train with "
                          f"--variant one of {', '.join(known)}")
-    dataset = datasets[0] if datasets else "bp4d"
+    dataset = datasets[0] if datasets else registry.in_paper_table("III")[0]
     present = [v for v in CONTROLS if any(r.variant == v for r in runs)]
     return {v: _folds([r for r in runs if r.variant == v], dataset, v, "--table3 (Table III)")
             for v in (*VARIANTS, *present)}
@@ -263,9 +264,9 @@ def group_cross(results: Sequence[CrossResult]) -> dict[tuple[str, str], CrossRe
             raise InputError(f"--table2: {r.source} → {r.target} is given twice ({out[key].path}, {r.path}); "
                              "pass one evaluation directory per direction")
         out[key] = r
-    for s, t in (("bp4d", "disfa"), ("disfa", "bp4d")):
+    for s, t in cross_pairs():
         if (s, t) not in out:
             raise InputError(f"--table2 (Table II): no {s} → {t} evaluation; produce it with "
                              f"`{_EVAL_HINT.format(s=s, t=t)}` (a {s} model trained on two parts) and pass its "
                              "output directory")
-    return {k: out[k] for k in (("bp4d", "disfa"), ("disfa", "bp4d"))}
+    return {k: out[k] for k in cross_pairs()}

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from au_ttt.data.protocol import CROSS_DOMAIN_AUS
+from au_ttt.data.protocol import CROSS_DOMAIN_AUS, TITLES, cross_pairs
+from au_ttt.datasets import registry
 from au_ttt.errors import InputError
 from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup
 from au_ttt.tables.intervals import (
@@ -46,7 +47,7 @@ __all__ = ["MIN_SUBJECTS", "PREDICTIONS", "Comparison", "Uncertainty", "ablation
 
 PREDICTIONS = "predictions.parquet"
 MIN_SUBJECTS = 10  # fewer test subjects in a fold than this: the notes call the intervals rough
-_NAMES = {"bp4d": "BP4D", "disfa": "DISFA"}
+_NAMES = TITLES
 _TRAIN_RERUN = ("rerun `au-ttt train` for this fold (after a code update `snakemake` reruns it by itself); it "
                 "rewrites predictions.parquet with the subject of every frame")
 _EVAL_RERUN = "rerun the `au-ttt evaluate` that wrote this directory; it rewrites predictions.parquet"
@@ -208,14 +209,15 @@ def _verdicts(within: Mapping[str, FoldGroup], cross: Mapping[tuple[str, str], C
     """Every cell with a published AU-TTT number; Table III only when the ablation ran on BP4D, as the paper's."""
     paper1, paper2 = TABLE1[-1], TABLE2[-1]
     out = [Verdict(f"Table I {_NAMES[d]}", getattr(paper1, d), unc.row(g)) for d, g in within.items()]
-    for (s, t), published in ((("bp4d", "disfa"), paper2.bp4d_to_disfa), (("disfa", "bp4d"), paper2.disfa_to_bp4d)):
+    for s, t in cross_pairs():
         if (s, t) not in cross:
             continue
+        published = getattr(paper2, f"{s}_to_{t}")
         for au, value in zip([*(f"AU{a}" for a in CROSS_DOMAIN_AUS), None], published, strict=True):
             if value is not None:
                 out.append(Verdict(f"Table II {_NAMES[s]}→{_NAMES[t]} {au or 'Avg.'}", value,
                                    unc.cross_cell((s, t), au)))
-    if ablation and next(iter(ablation.values())).dataset == "bp4d":
+    if ablation and next(iter(ablation.values())).dataset in registry.in_paper_table("III"):
         out += [Verdict(f"Table III {row.variant}", row.avg, unc.row(ablation[row.variant]))
                 for row in TABLE3 if row.variant in ablation]
     return out

@@ -10,6 +10,7 @@ import au_ttt  # (the package must be installed: `make setup`)
 from au_ttt.config import ConfigError
 from au_ttt.data.protocol import PARTS as PUBLISHED_PARTS
 from au_ttt.data.protocol import first_subjects, shard_subjects
+from au_ttt.datasets import registry as dataset_registry
 from au_ttt.digests import json_digest
 from au_ttt.fileio import atomic_write_text
 from au_ttt.resources import resolve_resources
@@ -135,7 +136,7 @@ def run_subjects(dataset: str) -> list[str]:
 
 
 # Preprocessing shards per dataset: workflow.shard_subjects subjects each (default 1: one job per subject).
-SHARDS = {d: shard_subjects(run_subjects(d), WF.get("shard_subjects", 1)) for d in ("bp4d", "disfa")}
+SHARDS = {d: shard_subjects(run_subjects(d), WF.get("shard_subjects", 1)) for d in dataset_registry.names()}
 
 
 def shard_dir(dataset: str, shard: str) -> str:
@@ -159,13 +160,18 @@ def get_gather_inputs(wildcards) -> dict[str, list[str] | str]:
 
 def raw_root(dataset: str) -> str:
     if DATA_KIND == "synthau":
-        return f"{WF['synthau']['root']}/{'BP4D' if dataset == 'bp4d' else 'DISFA'}"
+        return f"{WF['synthau']['root']}/{dataset_registry.get(dataset).synth_folder}"
     return WF["roots"][dataset]
 
 
 def image_root(dataset: str) -> str:
     """Where the index's image paths are relative to: BP4D frames in place, DISFA's decoded frames."""
-    return raw_root(dataset) if dataset == "bp4d" else DISFA_FRAMES
+    return frames_dir(dataset) if dataset_registry.get(dataset).frames_required else raw_root(dataset)
+
+
+def frames_dir(dataset: str) -> str:
+    """Decoded frames of a dataset whose index reads them (``frames_required``), one folder per subject."""
+    return f"{RESULTS}/data/{dataset}/frames"
 
 
 def data_dir(dataset: str) -> str:
@@ -235,14 +241,16 @@ def get_raw_root(wildcards) -> str:
 
 def get_index_inputs(wildcards) -> list[str]:
     """The raw data (SynthAU's manifest), DISFA's decoded videos, and the pre-flight check for real data."""
-    frames = [f"{DISFA_FRAMES}/{s}" for s in run_subjects("disfa")] if wildcards.dataset == "disfa" else []
+    decoded = dataset_registry.get(wildcards.dataset).frames_required
+    frames = [f"{frames_dir(wildcards.dataset)}/{s}" for s in run_subjects(wildcards.dataset)] if decoded else []
     check = [f"{RESULTS}/data/{wildcards.dataset}/check.json"] if DATA_KIND == "real" and CHECK != "off" else []
     return raw_marker() + frames + check
 
 
 def get_frames_arg(wildcards) -> list[str]:
     """Optional arguments are lists: `{params.x:q}` quotes each word and an empty list adds nothing."""
-    return ["--frames", DISFA_FRAMES] if wildcards.dataset == "disfa" else []
+    decoded = dataset_registry.get(wildcards.dataset).frames_required
+    return ["--frames", image_root(wildcards.dataset)] if decoded else []
 
 
 def get_image_root(wildcards) -> str:
