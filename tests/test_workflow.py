@@ -59,10 +59,14 @@ def test_paper_config_lists_the_full_reproduction(tmp_path):
                         "--configfile", str(work / "paper.yaml"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = job_counts(result.stdout)
-    # 3 folds x 2 datasets (Table I) + 7 variants (the paper's 6 + our attention control) x 3 folds (Table III)
-    # trainings, 2 cross-domain directions, one pretraining on the ImageNet root, no SynthAU generation
-    assert counts["train"] == 3 * 2 + 7 * 3
-    assert counts["cross_domain"] == 2 and counts["pretrain"] == 1 and counts["tables"] == 1
+    # 3 seeds x [3 folds x 2 datasets (Table I) + 7 variants (the paper's 6 + our attention control) x 3 folds
+    # (Table III) + the baselines' folds: timm ViT and ResNet on both datasets, the attention control on DISFA (its
+    # BP4D folds are Table III's)] trainings; cross-domain: both directions of AU-TTT and of the three trained
+    # baselines per seed, and of the probe (a closed-form fit per fold: 6 probe jobs); one pretraining on the
+    # ImageNet root, no SynthAU generation
+    assert counts["train"] == 3 * (3 * 2 + 7 * 3 + 2 * 3 * 2 + 3)
+    assert counts["cross_domain"] == 3 * 2 + 3 * 3 * 2 + 2 and counts["probe"] == 6
+    assert counts["pretrain"] == 1 and counts["tables"] == 1
     assert "synthau" not in counts and "pretrain_digits" not in counts
     # one landmarks/crops/heatmaps job per subject shard (41 BP4D + 27 DISFA subjects), one video per
     # decoding job, a pre-flight check and a gather per dataset

@@ -16,7 +16,8 @@ HELP = "score a trained run within-domain or cross-domain; writes metrics.json +
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="project config (heatmaps section)")
-    parser.add_argument("--run", required=True, type=Path, help="run directory from `au-ttt train`")
+    parser.add_argument("--run", required=True, type=Path,
+                        help="run directory from `au-ttt train` (or an `au-ttt probe` fold)")
     parser.add_argument("--dataset", required=True, choices=["bp4d", "disfa"], help="dataset to score on")
     parser.add_argument("--index", required=True, type=Path)
     parser.add_argument("--crops", required=True, type=Path)
@@ -30,12 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from au_ttt.settings import load_settings
     from au_ttt.train.cross import evaluate_run
+    from au_ttt.train.probe import PROBE_FILE, probe_cross
     from au_ttt.train.runtime import job_device
 
     settings = load_settings(args.config)
-    with job_device(args.device) as place:
-        metrics = evaluate_run(settings, args.run, args.dataset, args.index, args.crops, args.heatmaps, args.out,
-                               target_part=args.target_part, device=place.device)
-    print(f"{metrics.source} → {metrics.target} ({metrics.test_set}): mean F1 {metrics.f1_mean:.3f} "
-          f"over AUs {list(metrics.aus)} (all-positive {metrics.all_positive_f1_mean:.3f}) → {args.out}")
+    if (args.run / PROBE_FILE).is_file():  # an `au-ttt probe` fold: its fit scores the target, no device needed
+        from au_ttt.train.data import DataPaths
+
+        metrics = probe_cross(settings, args.run, args.dataset, DataPaths(args.index, args.crops, args.heatmaps),
+                              args.out, target_part=args.target_part)
+    else:
+        with job_device(args.device) as place:
+            metrics = evaluate_run(settings, args.run, args.dataset, args.index, args.crops, args.heatmaps,
+                                   args.out, target_part=args.target_part, device=place.device)
+    _print(metrics, args.out)
     return 0
+
+
+def _print(metrics, out: Path) -> None:
+    print(f"{metrics.source} → {metrics.target} ({metrics.test_set}): mean F1 {metrics.f1_mean:.3f} "
+          f"over AUs {list(metrics.aus)} (all-positive {metrics.all_positive_f1_mean:.3f}) → {out}")

@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", help="override train.pretrained: an `au-ttt pretrain` backbone, a timm "
                         "vit_small_patch16_224 file (.safetensors/.pth), or 'none' to train from scratch")
     parser.add_argument("--threads", type=int, help="override train.threads (torch CPU threads of this job)")
+    parser.add_argument("--seed", type=int, help="override train.seed (a training repeat of the same fold: its own "
+                        "run key, run name `<run>-seed<N>` and MLflow run)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from <out>/checkpoint.pt if it was written under the same run key")
     parser.add_argument("--device", default="auto", help="auto (a free GPU slot, else CPU), cpu, cuda, cuda:N")
@@ -55,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pretrained:
         pretrained = None if args.pretrained.lower() == "none" else args.pretrained
         settings = replace(settings, train=replace(settings.train, pretrained=pretrained))
+    if args.seed is not None:
+        settings = replace(settings, train=replace(settings.train, seed=args.seed))
     if args.threads is not None:
         settings = replace(settings, train=replace(settings.train, threads=args.threads))
     if settings.train.pretrained:
@@ -85,31 +89,36 @@ def run(args: argparse.Namespace) -> int:
     # the device (and GPU slot) is chosen before anything touches CUDA
     with job_device(args.device) as place:
         tags = {"dataset": args.dataset, "test_part": args.test_part, "variant": args.variant or "model",
-                "kind": "train", RUN_KEY_TAG: key.digest, **place.tags}
-        with RunLogger(settings.tracking, args.out, run_name=spec.name,
+                "kind": "train", "seed": settings.train.seed, RUN_KEY_TAG: key.digest, **place.tags}
+        run_name = spec.name if args.seed is None else f"{spec.name}-seed{args.seed}"
+        with RunLogger(settings.tracking, args.out, run_name=run_name,
                        parent=args.parent or f"{args.dataset}/{args.variant or 'model'}", tags=tags,
                        config=settings.resolved(args.variant), manifest=args.index, device=str(place.device),
                        continue_run=plan.resumed) as run:
+            from au_ttt.train.mlflow_inputs import log_fold_dataset
+
+            data = log_fold_dataset(run, paths.index, args.dataset, args.test_part)
             metrics = train_run(settings, spec, train_ds, test_ds, args.out, key=key, device=place.device, plan=plan,
                                 tracker=run, progress=not args.no_progress)
-            run.log_metrics_once({"final_f1_mean": metrics.f1_mean,
-                                  **{f"final_f1_{k}": v for k, v in metrics.f1.items()}},
-                                 step=settings.train.epochs)
+            final = {"final_f1_mean": metrics.f1_mean, **{f"final_f1_{k}": v for k, v in metrics.f1.items()}}
+            run.log_metrics_once(final, step=settings.train.epochs)
             for name in ("metrics.json", "run.json", "curves.png"):
                 run.log_artifact(args.out / name)
             if settings.tracking.log_model and run.run_id:
-                _log_model(args.out, settings, run.run_id)
+                _log_model(args.out, settings, run.run_id, final, settings.train.epochs, data)
     print(f"{spec.name}: mean F1 {metrics.f1_mean:.3f} (all-positive {metrics.all_positive_f1_mean:.3f}) "
           f"on {metrics.test_frames} test frames → {args.out}")
     return 0
 
 
-def _log_model(out, settings, run_id: str) -> None:
-    """The run as an MLflow pyfunc model (`au-ttt export` bundle inside); tracking never stops training."""
+def _log_model(out, settings, run_id: str, final: dict[str, float], step: int, data: dict[str, str]) -> None:
+    """The run as an MLflow pyfunc model (`au-ttt export` bundle inside) carrying its final scores on the
+    dataset they were measured on; tracking never stops training."""
     from au_ttt.predict.mlflow_model import log_pyfunc_model
 
     try:
-        uri = log_pyfunc_model(out, settings.tracking, run_id, config=settings.source)
+        uri = log_pyfunc_model(out, settings.tracking, run_id, config=settings.source, linked_metrics=final,
+                               step=step, dataset=data)
         log.info("logged the model to MLflow: %s", uri)
     except Exception as err:  # a store problem must not fail a finished training
         log.warning("could not log the model to MLflow (%s: %s); `au-ttt export %s` makes the same bundle",

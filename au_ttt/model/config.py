@@ -47,6 +47,12 @@ class ModelConfig:
     heatmap_size: int | None = None        # supervision resolution of the heatmap head; None = token grid
     # --- execution (same function either way) ---
     compile: bool = False                  # torch.compile the TTT scan's step functions (README "Benchmark")
+    # --- same-protocol baselines (au_ttt/model/baselines.py): "vit" = a plain timm VisionTransformer of this
+    # section's sizes (CLS -> AU logits), "resnet" = the timm model `timm_model` (channel widths `widths`, null =
+    # timm's); neither has TTT, MSP, AU RoI or heatmaps ---
+    arch: Literal["au_ttt", "vit", "resnet"] = "au_ttt"
+    timm_model: str = "resnet50"           # timm name of the `resnet` baseline (the backbone most AU papers use)
+    widths: tuple[int, ...] | None = None  # `resnet` stage widths (timm ResNet `channels`); null = the named model's
 
     def __post_init__(self) -> None:
         positive = {"img_size": self.img_size, "patch_size": self.patch_size, "in_chans": self.in_chans,
@@ -74,6 +80,11 @@ class ModelConfig:
             raise ValueError(f"input_norm 'grey_standardize' needs in_chans 3 (RGB input), got {self.in_chans}")
         if self.mixer != "ttt" and self.bidirectional:
             raise ValueError(f"bidirectional=true needs mixer 'ttt' (mixer {self.mixer!r} has no scan)")
+        if self.arch != "au_ttt" and (self.au_roi or self.msp or self.mixer == "ttt"):
+            raise ValueError(f"arch {self.arch!r} is a plain timm baseline: set mixer 'linear', msp false and au_roi "
+                             "false (it has no token mixer, MSP or AU RoI branch of its own)")
+        if self.widths is not None and (len(self.widths) != 4 or any(w < 1 for w in self.widths)):
+            raise ValueError(f"widths must be four positive stage widths or null, got {self.widths}")
         if any(d < 1 for d in self.msp_dilations) or not self.msp_dilations:
             raise ValueError(f"msp_dilations must be positive integers, got {self.msp_dilations}")
 

@@ -191,9 +191,9 @@ def _strict_load(model_cfg: Any, num_aus: int, weights: Path, source: str) -> An
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from au_ttt.model.au_ttt import AUTTT
+    from au_ttt.model.baselines import build_model
 
-    model = AUTTT(model_cfg, num_aus)
+    model = build_model(model_cfg, num_aus)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as err:

@@ -108,9 +108,15 @@ def _signature():
 
 
 def log_pyfunc_model(run_dir: str | Path, tracking_cfg=None, run_id: str | None = None, *,
-                     bundle: str | Path | None = None, config: str | Path | None = None) -> str:
+                     bundle: str | Path | None = None, config: str | Path | None = None,
+                     linked_metrics: dict[str, float] | None = None, step: int = 0,
+                     dataset: dict[str, str] | None = None, register_as: str | None = None,
+                     alias: str | None = None) -> str:
     """Log ``run_dir``'s bundle (exported now unless ``bundle`` is given) as pyfunc model ``model`` to the
-    existing MLflow run ``run_id``; returns its ``runs:/<id>/model`` URI.
+    existing MLflow run ``run_id``; returns its ``runs:/<id>/model`` URI. ``linked_metrics`` are logged against
+    the new logged model (MLflow 3 ``LoggedModel``; with ``dataset``, a :mod:`au_ttt.train.mlflow_inputs` record,
+    against the dataset they were scored on too), so the model carries its scores. ``register_as`` also registers
+    it in the store's model registry under that name (a new version), with ``alias`` pointing at that version.
 
     ``tracking_cfg`` (a TrackingConfig, or a tracking URI) names the store; ``run_id`` the run. Either
     defaults to what ``run_dir/tracking.json`` recorded. The run's status is left as it was (a finished
@@ -153,9 +159,19 @@ def log_pyfunc_model(run_dir: str | Path, tracking_cfg=None, run_id: str | None 
                 with warnings.catch_warnings():
                     # MLflow suggests type hints / an input example; the explicit signature covers the input
                     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.pyfunc.*")
-                    mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=str(_ENTRY),
-                                            artifacts={"bundle": str(bundle)}, code_paths=[str(code)],
-                                            pip_requirements=pip_requirements(), signature=_signature())
+                    info = mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=str(_ENTRY),
+                                                   artifacts={"bundle": str(bundle)}, code_paths=[str(code)],
+                                                   pip_requirements=pip_requirements(), signature=_signature())
+                if linked_metrics and getattr(info, "model_id", None):
+                    from au_ttt.train.mlflow_inputs import link_model_metrics
+
+                    link_model_metrics(uri, run_id, info.model_id, linked_metrics, step, dataset)
+                if register_as:
+                    version = mlflow.register_model(f"runs:/{run_id}/{MODEL_NAME}", register_as).version
+                    if alias:
+                        client.set_registered_model_alias(register_as, alias, str(version))
+                    log.info("registered %s as model %r version %s%s", run_id, register_as, version,
+                             f" (alias {alias!r})" if alias else "")
             finally:
                 mlflow.end_run()
                 client.update_run(run_id, status=status)
