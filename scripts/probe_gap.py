@@ -9,6 +9,7 @@ paired difference AU-TTT − probe). CPU seconds of every job are measured (getr
 the shared machine makes wall time meaningless.
 
     python scripts/probe_gap.py --out results/probe-gap --jobs 2 [--settings demo p8_16]
+    python scripts/probe_gap.py --settings p8_16 --demo-runs results/runs/bp4d/scratch/au_roi_ttt/seed0  # after a demo
 
 Each setting is a set of config overrides (SETTINGS below); a patch size other than 16 also needs the heatmap
 cache at that grid, which is rebuilt here from the same crops (`au-ttt heatmaps --target-size`).
@@ -39,6 +40,8 @@ SETTINGS: dict[str, tuple[str, dict[str, object]]] = {
     "ep64": ("patch 16, 64 epochs", {"train.epochs": 64}),
     "lr1e3": ("patch 16, learning rate 1e-3", {"train.lr": 0.001}),
 }
+PROBES = {"probe": "HOG (8 px cells) + logistic regression: `au-ttt probe`, the Table I row",
+          "probe_cell16": "HOG with 16 px cells (the models' patch grid) + logistic regression (`--cell 16`)"}
 
 
 def _config(name: str, out: Path) -> Path:
@@ -91,17 +94,41 @@ def _train(name: str, cfg: Path, heatmaps: Path, part: int, out: Path) -> tuple[
     return name, part, cpu
 
 
-def _probe(part: int, out: Path) -> tuple[str, int, float]:
-    run = out / "probe" / f"test{part}"
+def _probe(name: str, part: int, out: Path) -> tuple[str, int, float]:
+    run = out / name / f"test{part}"
     if (run / "metrics.json").is_file():
-        return "probe", part, json.loads((run / "cpu.json").read_text())["cpu_s"]
-    (out / "probe").mkdir(parents=True, exist_ok=True)
-    cfg = _config("demo", out)
+        return name, part, json.loads((run / "cpu.json").read_text())["cpu_s"]
+    (out / name).mkdir(parents=True, exist_ok=True)
+    cfg, cell = _config("demo", out), "16" if name.endswith("16") else "8"
     cpu = _run([sys.executable, "-m", "au_ttt.cli", "probe", "--config", str(cfg), "--dataset", "bp4d",
                 "--test-part", str(part), "--index", str(DATA / "index.parquet"), "--crops", str(DATA / "crops"),
-                "--heatmaps", str(DATA / "heatmaps"), "--out", str(run)], out / "probe" / f"test{part}.log")
+                "--heatmaps", str(DATA / "heatmaps"), "--out", str(run), "--cell", cell],
+               out / name / f"test{part}.log")
     (run / "cpu.json").write_text(json.dumps({"cpu_s": cpu}))
-    return "probe", part, cpu
+    return name, part, cpu
+
+
+def adopt_dag_runs(out: Path, runs: Path, benchmarks: Path) -> None:
+    """The "demo" setting is the DAG's own Table III full model (from scratch, seed 0): link its folds here, with
+    their CPU seconds from Snakemake's benchmark files, instead of training them again."""
+    import csv
+
+    for part in (1, 2, 3):
+        dest = out / "demo" / f"test{part}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_symlink() or dest.exists():
+            continue
+        dest.symlink_to((runs / f"test{part}").resolve())
+        with open(benchmarks / f"bp4d-scratch-au_roi_ttt-seed0-test{part}.tsv") as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        (out / "demo" / f"cpu-test{part}.json").write_text(json.dumps({"cpu_s": float(row["cpu_time"])}))
+
+
+def _cpu(out: Path, name: str, part: int) -> float:
+    for path in (out / name / f"test{part}" / "cpu.json", out / name / f"cpu-test{part}.json"):
+        if path.is_file():
+            return json.loads(path.read_text())["cpu_s"]
+    raise SystemExit(f"no CPU record for {name} test{part}")
 
 
 def summarise(out: Path, names: list[str]) -> dict:
@@ -111,20 +138,22 @@ def summarise(out: Path, names: list[str]) -> dict:
     from au_ttt.tables.uncertainty import _row_replicates
 
     res = Resampler()
-    probe = group_within([read_run(out / "probe" / f"test{p}") for p in (1, 2, 3)] +
-                         [read_run(out / "probe" / f"test{p}") for p in ()])
+
+    def group(name: str):
+        return group_within([read_run(out / name / f"test{p}") for p in (1, 2, 3)])["bp4d"]
+
     rows = {}
-    probe_reps = _row_replicates(probe["bp4d"], res)
-    for name in ["probe", *names]:
-        g = probe["bp4d"] if name == "probe" else group_within([read_run(out / name / f"test{p}")
-                                                                 for p in (1, 2, 3)])["bp4d"]
-        reps = probe_reps if name == "probe" else _row_replicates(g, res)
+    probe_reps = _row_replicates(group("probe"), res)
+    for name in [*PROBES, *names]:
+        if not all((out / name / f"test{p}" / "metrics.json").is_file() for p in (1, 2, 3)):
+            continue  # a setting whose three folds did not all run is not summarised
+        g = group(name)
+        reps = _row_replicates(g, res)
         iv = cell(reps)
-        cpu = sum(json.loads((out / name / f"test{p}" / "cpu.json").read_text())["cpu_s"] for p in (1, 2, 3))
-        row = {"what": SETTINGS[name][0] if name in SETTINGS else "HOG + logistic regression (au-ttt probe)",
-               "folds": [round(v, 1) for v in g.folds], "f1": round(iv.point, 1), "ci95": [round(iv.lo, 1),
-                                                                                           round(iv.hi, 1)],
-               "cpu_s_3_folds": round(cpu, 1)}
+        cpu = sum(_cpu(out, name, p) for p in (1, 2, 3))
+        row = {"what": SETTINGS[name][0] if name in SETTINGS else PROBES[name],
+               "folds": [round(v, 1) for v in g.folds], "floor": round(g.floor, 1), "f1": round(iv.point, 1),
+               "ci95": [round(iv.lo, 1), round(iv.hi, 1)], "cpu_s_3_folds": round(cpu, 1)}
         if name != "probe":
             d = difference(reps, probe_reps)
             row["minus_probe"] = {"points": round(d.point, 1), "ci95": [round(d.lo, 1), round(d.hi, 1)]}
@@ -137,18 +166,23 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "results" / "probe-gap")
     ap.add_argument("--settings", nargs="+", default=["demo", "p8_16", "p8_32"], choices=list(SETTINGS))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--demo-runs", type=Path, help="take the 'demo' setting from these DAG runs (test1..3), e.g. "
+                    "results/runs/bp4d/scratch/au_roi_ttt/seed0, with CPU seconds from results/benchmarks/train")
     args = ap.parse_args()
     if not (DATA / "index.parquet").is_file():
         raise SystemExit(f"{DATA}: run `snakemake --cores 2 data_products` first")
+    if args.demo_runs:
+        adopt_dag_runs(args.out, args.demo_runs, REPO / "results" / "benchmarks" / "train")
+        args.settings = [n for n in args.settings if n != "demo"]
     configs = {n: _config(n, args.out) for n in args.settings}
     heatmaps = {n: _heatmaps(n, configs[n], args.out) for n in args.settings}
     with ThreadPoolExecutor(args.jobs) as pool:
-        jobs = [pool.submit(_probe, p, args.out) for p in (1, 2, 3)]
+        jobs = [pool.submit(_probe, name, p, args.out) for name in PROBES for p in (1, 2, 3)]
         jobs += [pool.submit(_train, n, configs[n], heatmaps[n], p, args.out) for n in args.settings for p in (1, 2, 3)]
         for j in jobs:
             name, part, cpu = j.result()
             print(f"{name} test{part}: {cpu:.0f} CPU-s", flush=True)
-    result = summarise(args.out, args.settings)
+    result = summarise(args.out, (["demo"] if args.demo_runs else []) + args.settings)
     (args.out / "probe-gap.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0

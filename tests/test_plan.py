@@ -294,9 +294,9 @@ def _plan_error(tmp_path, capsys, edit) -> tuple[Path, str]:
 
 
 @pytest.mark.parametrize(("where", "typo", "allowed"), [
-    ((), "shard_subject", "ablation_dataset, cross_domain_model_part, cross_domain_test, data, data_check, "
-                          "datasets, full_variant, pretrain, resources, results, roots, shard_subjects, synthau, "
-                          "test_parts"),
+    ((), "shard_subject", "ablation_dataset, baseline_weights, baselines, cross_domain_model_part, "
+                          "cross_domain_test, data, data_check, datasets, full_variant, pretrain, resources, results, "
+                          "roots, seeds, shard_subjects, synthau, test_parts"),
     (("synthau",), "seeds", "bp4d_frames, bp4d_tasks, disfa_frames, root, seed, subjects_per_part"),
     (("resources", "train"), "gpu", "gpus, mem_mb, runtime, threads"),
 ])
