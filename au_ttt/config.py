@@ -164,6 +164,10 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, float) or (isinstance(value, str) and _FLOAT_TEXT.match(value.strip())
+                                        and not value.strip().lstrip('+-').isdigit()):
+            raise ConfigError(f"{source}: key '{key}' has value {value!r}; allowed: an integer written with digits "
+                              "only (e.g. 384): a decimal point or an exponent (1e9) makes it a float")
         fail()
     if tp is float:
         if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):

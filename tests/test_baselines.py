@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -151,11 +152,18 @@ def test_probe_fold_is_a_table_row(data, one_torch_thread):
     assert tracked["parent"] == "baselines/bp4d/hog_lr" and tracked["inputs"][0]["context"] == "training"
 
 
-def test_training_run_records_its_dataset_and_logged_model(data, one_torch_thread):
+@pytest.fixture(scope="module")
+def vit_run(data):
+    """One epoch of the timm ViT baseline on fold 2, seed 5."""
     out = data["tmp"] / "vit"
     data["au_ttt"]("train", "--config", data["config"], "--dataset", "bp4d", "--test-part", 2, "--variant",
                    "timm_vit", *data["paths"], "--pretrained", "none", "--seed", 5, "--out", out, "--device", "cpu",
                    "--no-progress")
+    return out
+
+
+def test_training_run_records_its_dataset_and_logged_model(data, vit_run):
+    out = vit_run
     tracked = json.loads((out / "tracking.json").read_text())
     client = _client(data)
     run = client.get_run(tracked["mlflow"]["run_id"])
@@ -179,3 +187,20 @@ def test_training_run_records_its_dataset_and_logged_model(data, one_torch_threa
     assert version.run_id == run.info.run_id and str(version.version) == "1"
     # an alias names a registered version: without --register the command stops before writing anything
     assert main(["export", str(out), "--out", str(data["tmp"] / "b2"), "--alias", "x"]) == 2
+
+
+def test_baseline_bundle_passes_the_shape_guard(data, vit_run):
+    """A timm baseline's bundle loads through the record-vs-header check; an edited record is refused before
+    the model is built (the check covers every architecture build_model makes, not only AU-TTT)."""
+    from au_ttt.predict.bundle import load_bundle
+
+    bundle, edited = data["tmp"] / "vit-bundle", data["tmp"] / "vit-bundle-edited"
+    data["au_ttt"]("export", vit_run, "--out", bundle, "--config", data["config"])
+    assert isinstance(load_bundle(bundle).model, TimmAUModel)
+    shutil.copytree(bundle, edited)
+    rec = json.loads((edited / "bundle.json").read_text())
+    rec["model"]["depth"] += 1
+    (edited / "bundle.json").write_text(json.dumps(rec))
+    with pytest.raises(InputError, match="does not match its weights") as err:
+        load_bundle(edited)
+    assert f"first 'net.blocks.{rec['model']['depth'] - 1}." in str(err.value)   # the key the record adds

@@ -4,7 +4,9 @@ kill -9 during an epoch and right after a checkpoint, then `--resume`: the final
 predictions equal an uninterrupted run's; no worker process outlives the kill (checked by PID); the tracked
 run is one MLflow run continued across the kills, with every epoch logged exactly once. A changed input
 restarts the run, marks the killed MLflow run KILLED and keeps its epochs in tracking.json. A NaN loss
-ends `au-ttt train` with one error line, exit status 2 and no final model.
+ends `au-ttt train` with one error line, exit status 2 and no final model. A second `au-ttt train` on a
+run directory that another one is writing is refused at once; the first one's kill -9 leaves nothing that
+blocks the next run.
 
 The kill points are exact: ``AU_TTT_STOP_AT=<point>`` makes the process stop itself there (SIGSTOP); the
 test then lists its worker processes and sends SIGKILL.
@@ -16,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +31,7 @@ from runkit import descendants, state, wait_for
 from safetensors.torch import load_file
 
 from au_ttt.cli import main
+from au_ttt.locks import run_lock_path
 from au_ttt.train.runtime import ENV_STOP_AT
 
 pytestmark = pytest.mark.slow
@@ -69,8 +73,10 @@ def _args(data, out: Path, parent: str, crops: Path | None = None) -> list[str]:
             "--out", str(out), "--parent", parent, "--device", "cpu", "--resume", "--no-progress"]
 
 
-def _train(data, out: Path, parent: str, stop_at: str | None = None, crops: Path | None = None) -> list[int]:
-    """Run `au-ttt train`; with ``stop_at``, kill -9 it at that point. Returns the PIDs that had to die."""
+def _train(data, out: Path, parent: str, stop_at: str | None = None, crops: Path | None = None,
+           while_stopped: Callable[[int], None] | None = None) -> list[int]:
+    """Run `au-ttt train`; with ``stop_at``, kill -9 it at that point (after ``while_stopped(pid)``, if given).
+    Returns the PIDs that had to die."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop(ENV_STOP_AT, None)
     if stop_at:
@@ -90,6 +96,8 @@ def _train(data, out: Path, parent: str, stop_at: str | None = None, crops: Path
     try:
         wait_for(stopped, 600, f"`au-ttt train` to stop at {stop_at}", poll=0.1)
         workers = descendants(proc.pid)
+        if while_stopped is not None:
+            while_stopped(proc.pid)
     finally:
         proc.kill()  # SIGKILL
         proc.wait()
@@ -200,3 +208,40 @@ def test_nan_loss_exits_2_with_one_line_and_no_model(data, tmp_path, capsys):
     record = _record(out)
     assert record["status"] == "FAILED"
     assert _client(data).get_run(record["mlflow"]["run_id"]).info.status == "FAILED"
+
+
+def test_a_second_train_on_the_same_out_is_refused_and_a_killed_holder_does_not_block(data, tmp_path):
+    """Two configs, one --out, both --resume: the second exits 2 naming the first and changes nothing in the run
+    directory; after the first is killed with SIGKILL, a third run trains to the end."""
+    root = data["root"]
+    out = root / "locked"
+    other = json.loads(json.dumps(data["cfg"]))
+    other["train"]["lr"] = 3e-4  # another run's record: what a mix-up would put into this run directory
+    other_config = tmp_path / "other.yaml"
+    other_config.write_text(yaml.safe_dump(other))
+    seen = {}
+
+    def second_train(holder: int) -> None:
+        before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        args = _args(data, out, "faults/locked-b")
+        args[args.index("--config") + 1] = str(other_config)
+        res = subprocess.run([str(EXE), *args], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                             text=True, timeout=600)
+        seen.update(rc=res.returncode, err=res.stderr.strip(), holder=holder,
+                    unchanged=before == {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+
+    # stop the first run inside its first epoch (it holds the lock from before its data are loaded)
+    _train(data, out, "faults/locked-a", stop_at="epoch1.step1", while_stopped=second_train)
+    assert seen["rc"] == 2, seen["err"][-3000:]
+    err = seen["err"]
+    assert err.startswith(f"au-ttt train: error: {out}: another process is writing this folder "
+                          f"(pid {seen['holder']} on ") and "\n" not in err
+    assert f"--out {out}" in err and "give this run another --out" in err and str(other_config) not in err
+    assert seen["unchanged"] and "faults/locked-b" not in (out / "train.log").read_text()
+    assert f"pid {seen['holder']} on " in run_lock_path(out).read_text()  # the killed holder's record stays
+
+    _train(data, out, "faults/locked-a")  # after the kill -9: not blocked
+    record = _record(out)
+    assert record["status"] == "FINISHED" and json.loads((out / "run.json").read_text())["train"]["lr"] == \
+        data["cfg"]["train"]["lr"]
+    assert not run_lock_path(out).exists()

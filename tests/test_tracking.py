@@ -223,9 +223,8 @@ def test_mlflow_ui_command_line(tmp_path, capsys):
     assert "unknown key 'tracking.uri'" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_mlflow_ui_serves(tmp_path):
-    """Start the real UI on a free port, expect HTTP 200 from /health, stop it with Ctrl-C (SIGINT)."""
+def _start_ui(tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    """`au-ttt mlflow-ui` in a session of its own on a free port, once /health answers HTTP 200."""
     import socket
 
     with socket.socket() as s:
@@ -236,24 +235,65 @@ def test_mlflow_ui_serves(tmp_path):
     exe = Path(sys.executable).with_name("au-ttt")
     proc = subprocess.Popen([str(exe), "mlflow-ui", "--config", str(config), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180  # a bound for a loaded 2-core machine, not a speed requirement
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                assert resp.status == 200
+                return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow-ui ended with status {proc.returncode}: {proc.stdout.read().decode()[-3000:]}")
+            if time.monotonic() > deadline:
+                _kill_session(proc)
+                pytest.fail("mlflow ui did not answer /health within 180 s")
+            time.sleep(0.3)
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL every process of the session ``proc`` leads (the server has a process group of its own)."""
+    from runkit import session_pids
+
+    for pid in [proc.pid, *session_pids(proc.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_mlflow_ui_serves(tmp_path):
+    """Start the real UI on a free port, expect HTTP 200 from /health, stop it with Ctrl-C (SIGINT)."""
+    proc, port = _start_ui(tmp_path)
     try:
-        deadline = time.monotonic() + 180   # a bound on the wait (a loaded machine starts it slowly), not a speed test
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow ui never answered on port {port}: {proc.stdout.read().decode()[-2000:]}")
-                time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
         assert f"http://127.0.0.1:{port}" in proc.stdout.read().decode()
     finally:
-        with contextlib.suppress(ProcessLookupError):  # the session this test started: au-ttt + mlflow
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        _kill_session(proc)
+
+
+@pytest.mark.slow
+def test_mlflow_ui_server_dies_with_a_killed_au_ttt(tmp_path):
+    """kill -9 of `au-ttt mlflow-ui`: no process of its session stays and the port closes."""
+    import socket
+
+    from runkit import descendants, listening_sockets, session_pids, wait_for
+
+    proc, port = _start_ui(tmp_path)
+    try:
+        tree = descendants(proc.pid)
+        assert ("127.0.0.1", port) in listening_sockets(tree), tree  # the server is a descendant, not au-ttt
+        proc.kill()
+        proc.wait()
+
+        def closed() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) != 0
+
+        wait_for(lambda: not session_pids(proc.pid), 60, f"the server processes {tree} to die with au-ttt")
+        wait_for(closed, 60, f"port {port} to close")
+    finally:
+        _kill_session(proc)
 
 
 # A fold job killed by SIGKILL after logging epochs 1 and 2: its MLflow run is left RUNNING.

@@ -3,11 +3,18 @@
 The store location comes from the ``tracking`` section of the config (``uri_dir``, default
 ``results/mlflow``). The server listens on 127.0.0.1 with one worker and MLflow's job runner off, which
 cuts it from 11 processes to 3 (counted with MLflow 3.17). Stop it with Ctrl-C.
+
+The server never outlives this command, even after kill -9: ``mlflow ui`` runs in a process group of its
+own and asks the kernel for SIGTERM when this process dies (prctl PR_SET_PDEATHSIG, through
+:func:`au_ttt.data.workers.die_with_parent`); MLflow's server command passes SIGTERM on to its uvicorn
+process (``mlflow/server/__init__.py``, ``_run_server``), which with one worker serves in that process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -16,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from au_ttt.data.workers import die_with_parent
 from au_ttt.errors import InputError
 
 HELP = "start the MLflow UI on the project's tracking store (127.0.0.1, one worker)"
@@ -64,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         db.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     print(f"MLflow UI for {tracking_uri(cfg)} at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
-    proc = subprocess.Popen(cmd, env=env)
+    # own process group: Ctrl-C reaches this process only, which stops the server in order (below)
+    proc = subprocess.Popen(cmd, env=env, process_group=0,
+                            preexec_fn=functools.partial(die_with_parent, os.getpid(), signal.SIGTERM))
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` must not orphan the server
     try:
         return proc.wait()
@@ -74,4 +84,8 @@ def run(args: argparse.Namespace) -> int:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         return 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever of the server's group is left
+            os.killpg(proc.pid, signal.SIGKILL)

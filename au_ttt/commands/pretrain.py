@@ -6,7 +6,7 @@ process-group store in private files and every socket on 127.0.0.1 (nothing list
 with --device auto it first takes N free GPU slots. Writes DIR/backbone.safetensors (what
 `au-ttt train --pretrained` loads) and DIR/pretrain.json. A NaN/Inf loss stops every process, exit status 2,
 and writes nothing. --make-digits writes the embedded default ImageFolder (scikit-learn's real handwritten
-digits).
+digits). One pretraining at a time per --out: a second one exits with status 2 at once, naming the holder.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from au_ttt.settings import Settings
 
 HELP = "ImageNet-style pretraining of the backbone (one process, or --nproc N local DDP processes)"
 
@@ -66,8 +70,6 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from au_ttt.errors import InputError
     from au_ttt.settings import load_settings
 
@@ -82,6 +84,20 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--out is required (directory for backbone.safetensors)")
     if args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
+    from au_ttt.train.runtime import ENV_PG_STORE
+
+    if ENV_PG_STORE in os.environ or os.environ.get("RANK", "0") != "0":
+        return _pretrain(args, settings)  # a worker of a launch whose launcher (or rank 0) holds --out
+    from au_ttt.locks import run_dir_lock
+
+    with run_dir_lock(args.out):  # two pretrainings into one --out would mix backbone and record: refused here
+        return _pretrain(args, settings)
+
+
+def _pretrain(args: argparse.Namespace, settings: Settings) -> int:
+    """Pretraining in this process, or the launch of ``--nproc`` processes."""
+    from dataclasses import replace
+
     cfg = settings.pretrain
     if cfg.source != "imagenet":
         log.warning("%s: pretrain.source is %r, so the DAG does not pretrain; pretraining on %s as asked",

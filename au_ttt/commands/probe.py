@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from au_ttt.settings import Settings
+    from au_ttt.train.data import DataPaths
 
 HELP = "fit the HOG + logistic-regression probe on one fold (a same-protocol table row)"
 
@@ -30,14 +35,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from au_ttt.locks import run_dir_lock
     from au_ttt.settings import load_settings
     from au_ttt.train.data import DataPaths
-    from au_ttt.train.probe import PROBE_VARIANT, probe_fold
-    from au_ttt.train.tracking import RunLogger
 
     settings = load_settings(args.config)
     paths = DataPaths(args.index, args.crops, args.heatmaps)
     paths.check()
+    with run_dir_lock(args.out):  # one process per --out, as `au-ttt train`
+        return _probe(args, settings, paths)
+
+
+def _probe(args: argparse.Namespace, settings: Settings, paths: DataPaths) -> int:
+    """The fit itself, with ``args.out`` held by this process."""
+    from au_ttt.train.probe import PROBE_VARIANT, probe_fold
+    from au_ttt.train.tracking import RunLogger
+
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"{args.dataset}-test{args.test_part}-{PROBE_VARIANT}"
     tags = {"dataset": args.dataset, "test_part": args.test_part, "variant": PROBE_VARIANT, "kind": "probe"}

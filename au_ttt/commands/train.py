@@ -9,6 +9,10 @@ train.log, tracking.json).
 the checkpoint was written (the run key: config sections, index/crop/heatmap content, the pretrained
 file, the au_ttt code); otherwise the run starts from the beginning and train.log says what changed. A
 NaN/Inf loss stops the run with exit status 2 and no final model.
+
+One process at a time per --out: a second `au-ttt train` on the same run directory exits with status 2 at
+once, naming the process that holds it (lock file .<out name>.lock beside the directory; a killed holder
+releases it by itself).
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from au_ttt.settings import Settings
+    from au_ttt.train.data import DataPaths
 
 HELP = "train one (dataset, fold, variant) and write its run directory"
 
@@ -46,11 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
     from au_ttt.settings import load_settings
-    from au_ttt.train.data import DataPaths, check_compatible, load_split
-    from au_ttt.train.runkey import run_key
+    from au_ttt.train.data import DataPaths, check_compatible
     from au_ttt.train.weights import weights_kind
 
     settings = load_settings(args.config)
@@ -67,8 +75,19 @@ def run(args: argparse.Namespace) -> int:
     check_compatible(settings, args.variant)
     paths = DataPaths(args.index, args.crops, args.heatmaps)
     paths.check()
+    from au_ttt.locks import run_dir_lock
 
+    with run_dir_lock(args.out):  # a second train on this --out would mix both runs' records: refused here
+        return _train(args, settings, paths)
+
+
+def _train(args: argparse.Namespace, settings: Settings, paths: DataPaths) -> int:
+    """The run itself, with ``args.out`` held by this process."""
+    from dataclasses import asdict
+
+    from au_ttt.train.data import load_split
     from au_ttt.train.loop import RunSpec, plan_resume, train_run
+    from au_ttt.train.runkey import run_key
     from au_ttt.train.runtime import interrupt_on_sigterm, job_device
     from au_ttt.train.tracking import RUN_KEY_TAG, RunLogger
 

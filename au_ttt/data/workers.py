@@ -37,11 +37,15 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """In a worker: get SIGKILL when the parent dies; exit now if it already has."""
+def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
+    """In a worker (or a ``preexec_fn``): get ``sig`` when the parent dies; exit now if it already has.
+
+    SIGKILL suits a worker with nothing to clean up; a child that must stop children of its own (a server
+    and its workers) asks for SIGTERM and handles it.
+    """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
             log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker may outlive a killed parent",
                         ctypes.get_errno())
     if os.getppid() != parent_pid:   # the parent died between fork and prctl

@@ -41,7 +41,7 @@ from au_ttt.model.config import ModelConfig
 from au_ttt.model.layers import AURoITTT, BiTTT, LinearMixer, MultiScalePerception, TTTLinear
 
 __all__ = ["AUTTT", "AUOutput", "AUTTTBlock", "GreyStandardize", "LoadReport", "checkpoint_filter_fn",
-           "load_pretrained", "resample_pos_embed", "save_weights"]
+           "load_pretrained", "resample_pos_embed", "save_weights", "state_shapes"]
 
 _log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "au_ttt"  # safetensors metadata 'format' of checkpoints written by this package
@@ -123,7 +123,7 @@ class AUTTT(nn.Module):
         self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, D))  # row J = CLS
-        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist()  # also under a meta default
         self.blocks = nn.ModuleList(AUTTTBlock(cfg, num_aus, dpr[i]) for i in range(cfg.depth))
         self.norm = nn.LayerNorm(D, eps=1e-6)
         self.head = nn.Linear(D, num_aus)
@@ -177,6 +177,16 @@ class AUTTT(nn.Module):
         self.head = nn.Linear(self.cfg.embed_dim, num_classes)
         trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
+
+
+def state_shapes(cfg: ModelConfig, num_aus: int) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the state dict of ``AUTTT(cfg, num_aus)``, built on the meta device (no memory).
+
+    So a config can be checked against a weights file's header before anything is allocated.
+    """
+    with torch.device("meta"):
+        model = AUTTT(cfg, num_aus)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def resample_pos_embed(pos: Tensor, model: AUTTT, *, cls_first: bool) -> Tensor:

@@ -27,7 +27,7 @@ from au_ttt.model.au_ttt import AUTTT, AUOutput, GreyStandardize
 from au_ttt.model.config import ModelConfig
 from au_ttt.model.weights import read_state_dict
 
-__all__ = ["TimmAUModel", "build_model", "load_timm_weights"]
+__all__ = ["TimmAUModel", "build_model", "load_timm_weights", "state_shapes"]
 
 log = logging.getLogger(__name__)
 _VIT_NAME = "vit_small_patch16_224"  # the timm entry point whose sizes the `model` section overrides
@@ -62,6 +62,13 @@ class TimmAUModel(nn.Module):
 def build_model(cfg: ModelConfig, num_aus: int) -> nn.Module:
     """The one factory of trainable AU models: AU-TTT (every Table III variant) or a timm baseline."""
     return AUTTT(cfg, num_aus) if cfg.arch == "au_ttt" else TimmAUModel(cfg, num_aus)
+
+
+def state_shapes(cfg: ModelConfig, num_aus: int) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of ``build_model(cfg, num_aus)``'s state dict, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = build_model(cfg, num_aus)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def load_timm_weights(model: TimmAUModel, path: str | Path) -> str:

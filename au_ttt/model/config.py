@@ -3,6 +3,12 @@
 Defaults are the paper's full AU-TTT at ViT-S/16 size (§III-A "Implementation Details": patch 16,
 dim 384, depth 12, 6 heads, MSP dilations 1/3/5). Values the paper does not state carry their source
 here and in ``config/*.yaml``.
+
+Sizes have upper bounds (:data:`LIMITS`, :data:`MAX_PARAMS`), generous multiples of the largest published
+vision transformers — ViT-g/14 and ViT-G/14 (Zhai et al., "Scaling Vision Transformers", CVPR 2022: width
+1408/1664, depth 40/48, 16 heads, MLP ratio 4.4/4.9) and ViT-22B (Dehghani et al., ICML 2023: width 6144,
+depth 48, 48 heads, MLP ratio 4). They exist so that a typo or an edited bundle record (``depth: 1000000000``)
+is one config error instead of an allocation the kernel's OOM killer ends.
 """
 
 from __future__ import annotations
@@ -10,7 +16,28 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-__all__ = ["ModelConfig"]
+__all__ = ["LIMITS", "MAX_PARAMS", "ModelConfig"]
+
+# Largest accepted value of each size (inclusive); the smallest is 1.
+LIMITS: dict[str, int | float] = {
+    "img_size": 4096,          # 18x ViT-S/16's 224 px
+    "patch_size": 1024,
+    "in_chans": 64,
+    "embed_dim": 8192,         # ViT-22B: 6144, ViT-G/14: 1664
+    "depth": 192,              # 4x ViT-G/14 and ViT-22B (48)
+    "num_heads": 128,          # ViT-22B: 48, ViT-G/14: 16
+    "mlp_ratio": 16.0,         # ViT-G/14: 4.9, ViT-22B: 4
+    "grid_tokens": 65536,      # (img_size / patch_size)^2: a 256 x 256 patch grid (4096 px at patch 16)
+    "heatmap_size": 4096,
+    "ttt_mini_batch": 65536,   # at most the largest token grid
+    "msp_dilation": 256,       # at most the largest grid side
+    "msp_dilations": 16,       # number of MSP branches
+    "resnet_width": 8192,      # each `widths` stage of the resnet baseline (ResNet-50: 64-512; timm scales x4 inside)
+}
+# Estimated parameters (:attr:`ModelConfig.approx_params`): 10 billion, 40 GB of fp32 weights; AU-TTT at
+# ViT-G/14 size is about 3 billion (estimated 3.4).
+MAX_PARAMS = 10_000_000_000
+_INT_SIZES = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
 
 
 @dataclass(frozen=True)
@@ -55,13 +82,14 @@ class ModelConfig:
     widths: tuple[int, ...] | None = None  # `resnet` stage widths (timm ResNet `channels`); null = the named model's
 
     def __post_init__(self) -> None:
-        positive = {"img_size": self.img_size, "patch_size": self.patch_size, "in_chans": self.in_chans,
-                    "embed_dim": self.embed_dim, "depth": self.depth, "num_heads": self.num_heads}
-        for key, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{key} must be >= 1, got {value}")
-        if not self.mlp_ratio > 0:
-            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        for key in _INT_SIZES:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{key} must be a whole number, got {value!r}")
+            if not 1 <= value <= LIMITS[key]:
+                raise ValueError(f"{key} must be in [1, {LIMITS[key]}], got {value}")
+        if not 0 < self.mlp_ratio <= LIMITS["mlp_ratio"]:
+            raise ValueError(f"mlp_ratio must be in (0, {LIMITS['mlp_ratio']:g}], got {self.mlp_ratio}")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if not self.ttt_base_lr > 0:
@@ -83,10 +111,43 @@ class ModelConfig:
         if self.arch != "au_ttt" and (self.au_roi or self.msp or self.mixer == "ttt"):
             raise ValueError(f"arch {self.arch!r} is a plain timm baseline: set mixer 'linear', msp false and au_roi "
                              "false (it has no token mixer, MSP or AU RoI branch of its own)")
-        if self.widths is not None and (len(self.widths) != 4 or any(w < 1 for w in self.widths)):
-            raise ValueError(f"widths must be four positive stage widths or null, got {self.widths}")
+        if self.widths is not None and (len(self.widths) != 4 or any(
+                not isinstance(w, int) or not 1 <= w <= LIMITS["resnet_width"] for w in self.widths)):
+            raise ValueError(f"widths must be four whole stage widths in [1, {LIMITS['resnet_width']}] or null, "
+                             f"got {self.widths}")
         if any(d < 1 for d in self.msp_dilations) or not self.msp_dilations:
             raise ValueError(f"msp_dilations must be positive integers, got {self.msp_dilations}")
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        """Upper bounds of the sizes that only make sense together (see :data:`LIMITS`)."""
+        tokens = self.grid_size[0] * self.grid_size[1]
+        if tokens > LIMITS["grid_tokens"]:
+            raise ValueError(f"img_size {self.img_size} / patch_size {self.patch_size} gives {tokens} patch tokens, "
+                             f"more than {LIMITS['grid_tokens']}; use a smaller img_size or a larger patch_size")
+        if self.heatmap_size is not None and self.heatmap_size > LIMITS["heatmap_size"]:
+            raise ValueError(f"heatmap_size must be <= {LIMITS['heatmap_size']}, got {self.heatmap_size}")
+        if isinstance(self.ttt_mini_batch, int) and self.ttt_mini_batch > LIMITS["ttt_mini_batch"]:
+            raise ValueError(f"ttt_mini_batch must be <= {LIMITS['ttt_mini_batch']}, got {self.ttt_mini_batch}")
+        if len(self.msp_dilations) > LIMITS["msp_dilations"] or max(self.msp_dilations) > LIMITS["msp_dilation"]:
+            raise ValueError(f"msp_dilations: at most {LIMITS['msp_dilations']} values, each <= "
+                             f"{LIMITS['msp_dilation']}; got {self.msp_dilations}")
+        if self.approx_params > MAX_PARAMS:
+            raise ValueError(f"embed_dim {self.embed_dim}, depth {self.depth}, mlp_ratio {self.mlp_ratio:g} and "
+                             f"{tokens} tokens make about {self.approx_params / 1e9:.0f} billion parameters, more "
+                             f"than the {MAX_PARAMS / 1e9:.0f} billion allowed; choose smaller sizes")
+
+    @property
+    def approx_params(self) -> int:
+        """Parameter count estimated without building the model; errs high (the full AU-TTT measures about 0.8x).
+
+        Per block: MLP 2·r·D² plus at most 16·D² for the mixer, MSP and AU RoI branches (Bi-TTT without
+        sharing, the largest); plus the positional table and the patch embedding.
+        """
+        D = self.embed_dim
+        tokens = self.grid_size[0] * self.grid_size[1]
+        per_block = (2 * self.mlp_ratio + 16) * D * D
+        return int(self.depth * per_block + (tokens + 1 + self.patch_size ** 2 * self.in_chans) * D)
 
     @property
     def grid_size(self) -> tuple[int, int]:

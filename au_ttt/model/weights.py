@@ -14,7 +14,7 @@ from torch import Tensor
 
 from au_ttt.errors import InputError
 
-__all__ = ["read_state_dict"]
+__all__ = ["read_shapes", "read_state_dict"]
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
@@ -63,3 +63,18 @@ def read_state_dict(path: str | Path, fix: str, *, allow_torch: bool = False) ->
                          f"{str(err).splitlines()[0][:200] if str(err) else ''}); expected {kinds}; "
                          f"{fix}") from err
     return _unwrap(state, path, fix), meta
+
+
+def read_shapes(path: str | Path, fix: str) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a safetensors file, from its header only (no tensor data is read).
+
+    Lets a loader check that a config fits a file before it allocates the model the config describes.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (no __iter__)
+    except Exception as err:  # header not JSON, offsets beyond the file, not a safetensors file at all
+        raise InputError(f"{path}: not a readable safetensors file ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200] if str(err) else ''}); {fix}") from err

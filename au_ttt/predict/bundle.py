@@ -9,8 +9,10 @@ A bundle is a folder::
     README.md           a model card generated from bundle.json
 
 A run directory is loaded through the very same record (:func:`record_from_run`), so ``--model RUN_DIR``
-and ``--model BUNDLE`` cannot disagree. A bundle whose weights fail the checksum, or whose config does not
-build a model those weights fit exactly, is refused with an :class:`InputError` naming the file.
+and ``--model BUNDLE`` cannot disagree. A bundle whose weights fail the checksum, whose weights file is not
+a file of the bundle folder, or whose config does not build a model those weights fit exactly, is refused
+with an :class:`InputError` naming the file; the fit is checked from the safetensors header against a model
+built on the meta device, before the real model is allocated.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ BUNDLE_FILE, WEIGHTS_FILE, CARD_FILE = "bundle.json", "model.safetensors", "READ
 class LoadedModel:
     """A model ready to score faces, with everything needed to prepare its input and read its output."""
 
-    model: Any                    # AUTTT in eval mode
+    model: Any                    # AUTTT or a timm baseline (build_model), in eval mode
     aus: tuple[int, ...]
     dataset: str
     thresholds: np.ndarray        # (N_AU,) decision threshold per AU
@@ -187,12 +189,40 @@ def _build(rec: dict[str, Any], weights: Path, source: str, model: Any = None) -
                        str(rec.get("inference", {}).get("amp", "none")), rec, source)
 
 
+def _mismatch(source: str, detail: str) -> InputError:
+    return InputError(f"{source}: its model config does not match its weights ({detail}); the bundle was edited "
+                      "or assembled from different runs — export it again from the run directory")
+
+
+def _check_shapes(model_cfg: Any, num_aus: int, weights: Path, source: str) -> None:
+    """Refuse a record whose model would not fit the weights, before that model is allocated.
+
+    The weights' names and shapes come from the safetensors header alone, the model's from a build on torch's
+    meta device, so an edited record (``depth: 1000000000`` within the file's checksum) costs no memory.
+    """
+    from au_ttt.model.baselines import state_shapes
+    from au_ttt.model.weights import read_shapes
+
+    found = read_shapes(weights, "copy the bundle again or re-export it")
+    expected = state_shapes(model_cfg, num_aus)
+    shapes = [f"key '{k}' has shape {list(found[k])} in {weights.name}, {list(shape)} from the config"
+              for k, shape in expected.items() if k in found and found[k] != shape]
+    problems = shapes[:2] + ([f"{len(shapes) - 2} more shapes differ"] if len(shapes) > 2 else [])
+    for keys, what in (([k for k in expected if k not in found], "lacks {n} key(s) the config implies"),
+                       ([k for k in found if k not in expected], "has {n} key(s) the config does not imply")):
+        if keys:
+            problems.append(f"{weights.name} {what.format(n=len(keys))}, first '{keys[0]}'")
+    if problems:
+        raise _mismatch(source, "; ".join(problems))
+
+
 def _strict_load(model_cfg: Any, num_aus: int, weights: Path, source: str) -> Any:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from au_ttt.model.baselines import build_model
 
+    _check_shapes(model_cfg, num_aus, weights, source)
     model = build_model(model_cfg, num_aus)
     try:
         state = load_file(str(weights))
@@ -203,9 +233,26 @@ def _strict_load(model_cfg: Any, num_aus: int, weights: Path, source: str) -> An
     except RuntimeError as err:
         first = str(err).strip().splitlines()
         detail = "; ".join(line.strip() for line in first[1:4]) or first[0]
-        raise InputError(f"{source}: its model config does not match its weights ({detail}); the bundle was "
-                         "edited or assembled from different runs — export it again from the run directory") from None
+        raise _mismatch(source, detail) from None
     return model
+
+
+def _weights_path(bundle: Path, rec: dict[str, Any], rec_path: Path) -> Path:
+    """The record's weights file: a plain file name that resolves inside the bundle folder, nothing else.
+
+    A record may otherwise send the loader to any file of the machine (``/etc/passwd`` with its checksum).
+    """
+    entry = rec.get("weights")
+    name = entry.get("file", WEIGHTS_FILE) if isinstance(entry, dict) else None
+    fix = ("must be the name of a file inside the bundle folder (no folder part, no '..', no link leading out); "
+           "export the bundle again")
+    if not isinstance(name, str) or name in ("", ".", "..") or "\0" in name or Path(name).name != name:
+        raise InputError(f"{rec_path}: weights.file {name!r} {fix}")
+    weights = bundle / name
+    root = bundle.resolve()
+    if weights.resolve().parent != root:
+        raise InputError(f"{rec_path}: weights.file {name!r} leads to {weights.resolve()}, outside {root}; it {fix}")
+    return weights
 
 
 def load_bundle(path: str | Path) -> LoadedModel:
@@ -221,7 +268,7 @@ def load_bundle(path: str | Path) -> LoadedModel:
     if rec.get("format") != FORMAT or rec.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{rec_path}: format {rec.get('format')!r} v{rec.get('format_version')!r}, expected "
                          f"{FORMAT!r} v{FORMAT_VERSION}; export it again with this au-ttt")
-    weights = path / rec.get("weights", {}).get("file", WEIGHTS_FILE)
+    weights = _weights_path(path, rec, rec_path)
     if not weights.is_file():
         raise InputError(f"{weights}: missing from the bundle; export it again")
     digest = sha256_file(weights)

@@ -20,8 +20,6 @@ job runs on the CPU with a warning. Lock files live on local disk (flock over NF
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import random
@@ -36,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from au_ttt.errors import InputError
+from au_ttt.locks import try_flock
 
 __all__ = ["ENV_LOCK_DIR", "GpuSlot", "GpuSlotTimeout", "acquire_gpu", "acquire_gpus", "default_lock_dir",
            "discover_pool"]
@@ -143,23 +142,7 @@ def _lock_name(device: str) -> str:
 
 def _try_lock(path: Path) -> int | None:
     """Open ``path`` and take a non-blocking exclusive flock; the descriptor, or None if it is held."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:  # another user's lock file in a shared dir: flock works read-only too
-        fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return None
-        raise
-    try:  # who holds it, for the timeout message; best effort
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid={os.getpid()} host={socket.gethostname()} since={time.time():.0f}\n".encode(), 0)
-    except OSError:
-        pass
-    return fd
+    return try_flock(path, f"pid={os.getpid()} host={socket.gethostname()} since={time.time():.0f}\n")
 
 
 def _holders(paths: list[Path]) -> str:
