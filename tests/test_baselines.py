@@ -152,6 +152,18 @@ def test_probe_fold_is_a_table_row(data, one_torch_thread):
     assert tracked["parent"] == "baselines/bp4d/hog_lr" and tracked["inputs"][0]["context"] == "training"
 
 
+def test_probe_refuses_a_folder_another_process_writes(data, capsys):
+    """`au-ttt probe` holds its --out like `au-ttt train`: a second writer exits 2 before fitting anything."""
+    from au_ttt.locks import run_dir_lock
+
+    out = data["tmp"] / "probe-locked"
+    with run_dir_lock(out):
+        args = ["probe", "--config", data["config"], "--dataset", "bp4d", "--test-part", 1, *data["paths"],
+                "--out", out]
+        assert main([*map(str, args)]) == 2
+    assert "another process is writing this folder" in capsys.readouterr().err and not out.exists()
+
+
 @pytest.fixture(scope="module")
 def vit_run(data):
     """One epoch of the timm ViT baseline on fold 2, seed 5."""
