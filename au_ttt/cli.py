@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "landmarks": "landmarks", "crops": "crops", "heatmaps": "heatmaps", "gather": "gather",
     "loader-bench": "loader_bench",
-    "synth": "synth", "baseline": "baseline",
+    "synth": "synth", "baseline": "baseline", "probe": "probe",
     "mlflow-ui": "mlflow_ui",
     "predict": "predict",
     "export": "export",

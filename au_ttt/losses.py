@@ -101,7 +101,7 @@ class AULoss(torch.nn.Module):
         self.register_buffer("rates", rates.float())
         self.register_buffer("weights", torch.as_tensor(class_weights(rates.numpy())).float())
 
-    def forward(self, logits: Tensor, heatmaps: Tensor, targets: Tensor, heatmap_targets: Tensor,
+    def forward(self, logits: Tensor, heatmaps: Tensor | None, targets: Tensor, heatmap_targets: Tensor,
                 mask: Tensor | None = None) -> dict[str, Tensor]:
         c = self.cfg
         valid = (targets >= 0) if mask is None else mask.bool() & (targets >= 0)
@@ -109,7 +109,8 @@ class AULoss(torch.nn.Module):
             "mdwa": mdwa_loss(logits, targets, self.weights, self.rates, self.margin, c.gamma_left,
                               c.gamma_right, valid, c.detach_focal),
             "wdi": wdi_loss(logits, targets, self.weights, c.dice_smooth, valid),
-            "mse": heatmap_mse(heatmaps, heatmap_targets, valid),
+            # a plain baseline (au_ttt/model/baselines.py) has no heatmap head: no heatmap term
+            "mse": heatmap_mse(heatmaps, heatmap_targets, valid) if heatmaps is not None else logits.new_zeros(()),
         }
         parts["total"] = c.lambda_mdwa * parts["mdwa"] + c.lambda_wdi * parts["wdi"] + c.lambda_mse * parts["mse"]
         return parts

@@ -12,6 +12,8 @@ import yaml
 from au_ttt.cli import main
 from au_ttt.model.config import LIMITS, MAX_PARAMS, ModelConfig
 
+_RESNET = {"arch": "resnet", "mixer": "linear", "bidirectional": False, "msp": False, "au_roi": False}
+
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"embed_dim": 1_000_000_000}, "embed_dim must be in [1, 8192], got 1000000000"),
@@ -28,6 +30,8 @@ from au_ttt.model.config import LIMITS, MAX_PARAMS, ModelConfig
     ({"embed_dim": 8192, "num_heads": 8, "depth": 192}, "about 309 billion parameters, more than the 10 billion"),
     ({"depth": 12.0}, "depth must be a whole number, got 12.0"),
     ({"embed_dim": 1e9}, "embed_dim must be a whole number, got 1000000000.0"),
+    ({**_RESNET, "widths": (16, 32, 64, 8193)}, "widths must be four whole stage widths in [1, 8192] or null"),
+    ({**_RESNET, "widths": (16, 32, 64, 128.0)}, "widths must be four whole stage widths in [1, 8192] or null"),
 ])
 def test_sizes_beyond_the_limits_are_refused(changes, message):
     with pytest.raises(ValueError, match=re.escape(message)):

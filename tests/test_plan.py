@@ -299,9 +299,9 @@ def _plan_error(tmp_path, capsys, edit) -> tuple[Path, str]:
 
 
 @pytest.mark.parametrize(("where", "typo", "allowed"), [
-    ((), "shard_subject", "ablation_dataset, cross_domain_model_part, cross_domain_test, data, data_check, "
-                          "datasets, full_variant, pretrain, resources, results, roots, shard_subjects, synthau, "
-                          "test_parts"),
+    ((), "shard_subject", "ablation_dataset, baseline_weights, baselines, cross_domain_model_part, "
+                          "cross_domain_test, data, data_check, datasets, full_variant, pretrain, resources, results, "
+                          "roots, seeds, shard_subjects, synthau, test_parts"),
     (("synthau",), "seeds", "bp4d_frames, bp4d_tasks, disfa_frames, root, seed, subjects_per_part"),
     (("resources", "train"), "gpu", "gpus, mem_mb, runtime, threads"),
 ])
@@ -359,7 +359,14 @@ def test_demo_config_and_defaults_agree_with_the_code():
     assert (1797 - int(1797 * 0.2), int(1797 * 0.2)) == (stages.DIGITS_TRAIN, stages.DIGITS_VAL)
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     plan = _by_stage(estimate(copy.deepcopy(cfg), Resources(cores=2)))
-    assert plan["training"].jobs == 3 * 2 + 3 * len(cfg["variants"]) and plan["frame index"].items == 432 + 600
+    variants, flow = cfg["variants"], cfg["workflow"]
+    table3 = {v for v in variants if (variants[v] or {}).get("arch", "au_ttt") == "au_ttt"}
+    trained = {b for b in flow["baselines"] if b in variants}  # the probe (hog_lr) is no training job
+    # per fold and seed: the full model on both datasets, every Table III row on BP4D, every trained baseline on
+    # both datasets, except a baseline that is a Table III row too (attention control) on BP4D: one run folder
+    per_fold = 2 + len(table3) + 2 * len(trained) - len(trained & table3)
+    assert plan["training"].jobs == len(flow["test_parts"]) * len(flow["seeds"]) * per_fold
+    assert plan["frame index"].items == 432 + 600
     assert plan["training"].source == RateBook().model(SMALL, "cpu", "train")[1]  # the measured demo geometry
 
 

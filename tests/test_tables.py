@@ -182,7 +182,7 @@ def test_real_tables_show_paper_rows_and_differences(runs):
     assert tex.count("{") == tex.count("}")
     body = tex.split("\\midrule", 1)[1].split("\\bottomrule")[0]
     rows = [ln for ln in body.splitlines() if ln.endswith("\\\\")]
-    assert rows and all(len(re.findall(r"(?<!\\)&", ln)) == 12 for ln in rows)  # 13 columns everywhere
+    assert rows and all(len(re.findall(r"(?<!\\)&", ln)) == 13 for ln in rows)  # 14 columns everywhere
     assert "$\\checkmark$" in texts["table3.tex"] and "au\\_roi\\_ttt" in texts["table3.tex"]
     assert "tracking is disabled in the config" in texts["REPORT.md"]
     verdicts = pd.read_csv(runs["out"] / "tables" / "reproduction.csv")

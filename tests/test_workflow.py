@@ -4,8 +4,10 @@ The full run also checks the two rerun promises: a second run has nothing to do,
 training value reruns only the jobs that depend on it.
 """
 
+import json
 import re
 import shutil
+import zipfile
 
 import pytest
 import yaml
@@ -22,7 +24,8 @@ def test_lint_is_clean(tmp_path):
 
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda wf: wf.update(shard_subject=2), "config/config.yaml: unknown key 'workflow.shard_subject'; allowed keys "
-                                            "here: ablation_dataset, cross_domain_model_part,"),
+                                            "here: ablation_dataset, baseline_weights, baselines, "
+                                            "cross_domain_model_part,"),
     (lambda wf: wf["synthau"].update(subjects_per_part=100),
      "config/config.yaml: key 'workflow.synthau.subjects_per_part' has value 100; allowed: an integer in 1..14"),
 ], ids=["typo", "synthau-size"])
@@ -59,10 +62,14 @@ def test_paper_config_lists_the_full_reproduction(tmp_path):
                         "--configfile", str(work / "paper.yaml"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = job_counts(result.stdout)
-    # 3 folds x 2 datasets (Table I) + 7 variants (the paper's 6 + our attention control) x 3 folds (Table III)
-    # trainings, 2 cross-domain directions, one pretraining on the ImageNet root, no SynthAU generation
-    assert counts["train"] == 3 * 2 + 7 * 3
-    assert counts["cross_domain"] == 2 and counts["pretrain"] == 1 and counts["tables"] == 1
+    # 3 seeds x [3 folds x 2 datasets (Table I) + 7 variants (the paper's 6 + our attention control) x 3 folds
+    # (Table III) + the baselines' folds: timm ViT and ResNet on both datasets, the attention control on DISFA (its
+    # BP4D folds are Table III's)] trainings; cross-domain: both directions of AU-TTT and of the three trained
+    # baselines per seed, and of the probe (a closed-form fit per fold: 6 probe jobs); one pretraining on the
+    # ImageNet root, no SynthAU generation
+    assert counts["train"] == 3 * (3 * 2 + 7 * 3 + 2 * 3 * 2 + 3)
+    assert counts["cross_domain"] == 3 * 2 + 3 * 3 * 2 + 2 and counts["probe"] == 6
+    assert counts["pretrain"] == 1 and counts["tables"] == 1
     assert "synthau" not in counts and "pretrain_digits" not in counts
     # one landmarks/crops/heatmaps job per subject shard (41 BP4D + 27 DISFA subjects), one video per
     # decoding job, a pre-flight check and a gather per dataset
@@ -84,12 +91,25 @@ def test_paper_config_lists_the_full_reproduction(tmp_path):
 @pytest.mark.slow
 def test_tiny_dag_runs_end_to_end_and_reruns_minimally(tmp_path):
     work = workdir(tmp_path, REPO / ".test/config/config.yaml")
-    run = snakemake(work, "--cores", "2", "all", timeout=1500)
+    run = snakemake(work, "--cores", "2", "all", timeout=2400)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     for name in ("tables/table1.md", "tables/table2.md", "tables/table3.md", "tables/table1.tex",
                  "tables/table3.csv", "figures/figure1.png", "REPORT.md"):
         assert (work / "results" / name).is_file(), name
     assert "synthetic" in (work / "results/tables/table1.md").read_text().lower()
+    table1 = (work / "results/tables/table1.md").read_text()
+    assert "same protocol (this pipeline)" in table1 and "ViT, plain fine-tune" in table1, table1
+    assert "HOG + logistic regression (probe)" in table1, table1
+    metrics = json.loads((work / "results/metrics.json").read_text())
+    assert {"au_ttt", "timm_vit", "hog_lr"} <= set(metrics["table1"]["bp4d"]), metrics["table1"]["bp4d"]
+
+    report = snakemake(work, "--report", str(work / "report.zip"))  # the Snakemake report of the finished run
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    with zipfile.ZipFile(work / "report.zip") as z:
+        names = "\n".join(z.namelist())
+    for name in ("table1.html", "table2.html", "table3.html", "comparisons.html", "figure1.png", "curves.png",
+                 "benchmark.png"):
+        assert name in names, (name, names[:2000])
 
     again = snakemake(work, "-n", "--cores", "2", "all")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout[-2000:]
@@ -100,8 +120,10 @@ def test_tiny_dag_runs_end_to_end_and_reruns_minimally(tmp_path):
     changed = snakemake(work, "-n", "--cores", "2", "all")
     assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
     counts = job_counts(changed.stdout)
-    assert counts.get("train") == 27 and counts.get("cross_domain") == 2 and counts.get("tables") == 1
-    assert not {"synthau", "frame_index", "landmarks", "crops", "heatmaps", "pretrain"} & set(counts), counts
+    # every trained run (27 AU-TTT rows + 6 timm ViT) and their cross-domain evaluations; the probe's fit does not
+    # read the train section, so neither it nor its cross-domain evaluations rerun
+    assert counts.get("train") == 33 and counts.get("cross_domain") == 4 and counts.get("tables") == 1, counts
+    assert not {"synthau", "frame_index", "landmarks", "crops", "heatmaps", "pretrain", "probe"} & set(counts), counts
 
 
 def test_dataset_roots_are_quoted_never_executed(tmp_path):

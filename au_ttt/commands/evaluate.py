@@ -18,7 +18,8 @@ HELP = "score a trained run within-domain or cross-domain; writes metrics.json +
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="project config (heatmaps section)")
-    parser.add_argument("--run", required=True, type=Path, help="run directory from `au-ttt train`")
+    parser.add_argument("--run", required=True, type=Path,
+                        help="run directory from `au-ttt train` (or an `au-ttt probe` fold)")
     parser.add_argument("--dataset", required=True, choices=DATASETS, help="dataset to score on")
     parser.add_argument("--index", required=True, type=Path)
     parser.add_argument("--crops", required=True, type=Path)

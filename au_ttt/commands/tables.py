@@ -7,8 +7,11 @@ with --data synthau every title says the numbers are synthetic and no published 
 Every number gets a 95 % subject-level bootstrap interval (the runs' predictions.parquet; --resamples,
 --bootstrap-seed), every comparison the tables imply a paired interval, and with --data real every published
 cell a verdict (tables/comparisons.*, tables/reproduction.*).
-Writes <out>/tables/*, <out>/figures/figure1.png and <out>/REPORT.md, and logs each row's fold mean/std and
-interval on its MLflow parent run (the `tracking` section of --config; a tracking failure only warns).
+--baselines/--baselines-cross add same-protocol rows (other methods trained by this pipeline on the same folds)
+to Tables I and II, each compared with AU-TTT. Several seeds of a fold are averaged (their spread shown).
+Writes <out>/tables/* (md, tex, csv, html), <out>/figures/{figure1,curves}.png, <out>/metrics.json (every cell
+and interval, for `dvc metrics show`), <out>/curves/*.json (for `dvc plots`) and <out>/REPORT.md, and logs each
+row's fold mean/std and interval on its MLflow parent run (a tracking failure only warns).
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cross-domain evaluations: BP4D → DISFA and DISFA → BP4D")
     parser.add_argument("--table3", required=True, nargs="+", type=Path, metavar="RUN_DIR",
                         help="ablation runs: the six variants × test parts 1, 2, 3")
+    parser.add_argument("--baselines", nargs="+", type=Path, default=[], metavar="RUN_DIR",
+                        help="same-protocol baseline runs (timm ViT/ResNet, attention control, `au-ttt probe` folds): "
+                        "three folds per dataset and seed; rows of Table I compared with AU-TTT")
+    parser.add_argument("--baselines-cross", nargs="+", type=Path, default=[], metavar="CROSS_DIR",
+                        help="their cross-domain evaluations: rows of Table II")
     parser.add_argument("--out", default=Path("results"), type=Path, help="results directory")
     parser.add_argument("--config", default="config/config.yaml",
                         help="project config (tracking section; variants for the Table III marks)")
@@ -54,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from au_ttt.tables.intervals import Resampler
 
     result = make_tables(args.data, args.table1, args.table2, args.table3, args.out, config=str(args.config),
-                         settings=settings, resampler=Resampler(args.resamples, args.bootstrap_seed))
+                         settings=settings, resampler=Resampler(args.resamples, args.bootstrap_seed),
+                         baseline_runs=args.baselines, baseline_cross=args.baselines_cross)
     for path in result.files:
         print(path)
     print(f"MLflow: {result.tracking_status}")

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", help="override train.pretrained: an `au-ttt pretrain` backbone, a timm "
                         "vit_small_patch16_224 file (.safetensors/.pth), or 'none' to train from scratch")
     parser.add_argument("--threads", type=int, help="override train.threads (torch CPU threads of this job)")
+    parser.add_argument("--seed", type=int, help="override train.seed (a training repeat of the same fold: its own "
+                        "run key, run name `<run>-seed<N>` and MLflow run)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from <out>/checkpoint.pt if it was written under the same run key")
     parser.add_argument("--device", default="auto", help="auto (a free GPU slot, else CPU), cpu, cuda, cuda:N")
@@ -50,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     """Parse → :func:`au_ttt.engine.train` → one summary line."""
     from au_ttt import engine
 
-    settings = engine.with_overrides(engine.load(args.config), pretrained=args.pretrained, threads=args.threads)
+    settings = engine.with_overrides(engine.load(args.config), pretrained=args.pretrained, threads=args.threads,
+                                     seed=args.seed)
     metrics = engine.train(settings, engine.DataPaths(args.index, args.crops, args.heatmaps), args.dataset,
                            args.test_part, args.out, variant=args.variant, resume=args.resume, device=args.device,
-                           parent=args.parent, progress=not args.no_progress)
+                           parent=args.parent, progress=not args.no_progress, seed_tag=args.seed is not None)
     print(f"{metrics.run}: mean F1 {metrics.f1_mean:.3f} "
           f"(all-positive {metrics.all_positive_f1_mean:.3f}) on {metrics.test_frames} test frames → {args.out}")
     return 0

@@ -61,10 +61,11 @@ def crop_face(img: np.ndarray, pts68: np.ndarray, size: int = CROP) -> np.ndarra
     return cv2.warpAffine(grey, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def hog_features(crop: np.ndarray) -> np.ndarray:
+def hog_features(crop: np.ndarray, cell: int = 8) -> np.ndarray:
+    """HOG, 9 orientations, ``cell``-pixel cells, 2×2-cell blocks (``cell`` 16 = the demo models' patch grid)."""
     from skimage.feature import hog
 
-    return hog(crop, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2)).astype(np.float32)
+    return hog(crop, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2)).astype(np.float32)
 
 
 def load_bp4d(root: str | Path, progress: bool = True) -> Samples:

@@ -32,6 +32,7 @@ LIMITS: dict[str, int | float] = {
     "ttt_mini_batch": 65536,   # at most the largest token grid
     "msp_dilation": 256,       # at most the largest grid side
     "msp_dilations": 16,       # number of MSP branches
+    "resnet_width": 8192,      # each `widths` stage of the resnet baseline (ResNet-50: 64-512; timm scales x4 inside)
 }
 # Estimated parameters (:attr:`ModelConfig.approx_params`): 10 billion, 40 GB of fp32 weights; AU-TTT at
 # ViT-G/14 size is about 3 billion (estimated 3.4).
@@ -73,6 +74,12 @@ class ModelConfig:
     heatmap_size: int | None = None        # supervision resolution of the heatmap head; None = token grid
     # --- execution (same function either way) ---
     compile: bool = False                  # torch.compile the whole TTT scan on CPU (README "Benchmark"); CUDA: Triton
+    # --- same-protocol baselines (au_ttt/model/baselines.py): "vit" = a plain timm VisionTransformer of this
+    # section's sizes (CLS -> AU logits), "resnet" = the timm model `timm_model` (channel widths `widths`, null =
+    # timm's); neither has TTT, MSP, AU RoI or heatmaps ---
+    arch: Literal["au_ttt", "vit", "resnet"] = "au_ttt"
+    timm_model: str = "resnet50"           # timm name of the `resnet` baseline (the backbone most AU papers use)
+    widths: tuple[int, ...] | None = None  # `resnet` stage widths (timm ResNet `channels`); null = the named model's
 
     def __post_init__(self) -> None:
         for key in _INT_SIZES:
@@ -101,6 +108,13 @@ class ModelConfig:
             raise ValueError(f"input_norm 'grey_standardize' needs in_chans 3 (RGB input), got {self.in_chans}")
         if self.mixer != "ttt" and self.bidirectional:
             raise ValueError(f"bidirectional=true needs mixer 'ttt' (mixer {self.mixer!r} has no scan)")
+        if self.arch != "au_ttt" and (self.au_roi or self.msp or self.mixer == "ttt"):
+            raise ValueError(f"arch {self.arch!r} is a plain timm baseline: set mixer 'linear', msp false and au_roi "
+                             "false (it has no token mixer, MSP or AU RoI branch of its own)")
+        if self.widths is not None and (len(self.widths) != 4 or any(
+                not isinstance(w, int) or not 1 <= w <= LIMITS["resnet_width"] for w in self.widths)):
+            raise ValueError(f"widths must be four whole stage widths in [1, {LIMITS['resnet_width']}] or null, "
+                             f"got {self.widths}")
         if any(d < 1 for d in self.msp_dilations) or not self.msp_dilations:
             raise ValueError(f"msp_dilations must be positive integers, got {self.msp_dilations}")
         self._check_limits()

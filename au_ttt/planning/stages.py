@@ -291,8 +291,15 @@ def _runs(cfg: Mapping, sizes: dict[str, DatasetSize], source: str) -> list[tupl
     full = _get(cfg, "workflow.full_variant", str, source, choices=tuple(variants))
     ablation = cfg["workflow"]["ablation_dataset"]  # checked by data_sizes
     init = "pretrained" if _get(cfg, "workflow.pretrain", bool, source, True) else "scratch"
-    runs = {(d, p, f"{d}/{init}/{full}") for d in _datasets(cfg, source) for p in parts}
-    runs |= {(ablation, p, f"{ablation}/scratch/{v}") for v in variants for p in parts}
+    seeds = cfg["workflow"].get("seeds") or [0]
+    table3 = [v for v in variants if ((variants[v] or {}).get("arch", "au_ttt")) == "au_ttt"]
+    weights = cfg["workflow"].get("baseline_weights") or {}
+    # same-protocol baselines with a config variant (the probe is a closed-form fit: not a training job)
+    baselines = [v for v in cfg["workflow"].get("baselines") or [] if v in variants]
+    runs = {(d, p, f"{d}/{init}/{full}/seed{s}") for d in _datasets(cfg, source) for p in parts for s in seeds}
+    runs |= {(ablation, p, f"{ablation}/scratch/{v}/seed{s}") for v in table3 for p in parts for s in seeds}
+    runs |= {(d, p, f"{d}/{'timm' if weights.get(v) else 'scratch'}/{v}/seed{s}") for v in baselines
+             for d in _datasets(cfg, source) for p in parts for s in seeds}
     return sorted(runs)
 
 

@@ -51,7 +51,7 @@ BUNDLE_FILE, WEIGHTS_FILE, CARD_FILE = "bundle.json", "model.safetensors", "READ
 class LoadedModel:
     """A model ready to score faces, with everything needed to prepare its input and read its output."""
 
-    model: Any                    # AUTTT in eval mode
+    model: Any                    # AUTTT or a timm baseline (build_model), in eval mode
     aus: tuple[int, ...]
     dataset: str
     thresholds: np.ndarray        # (N_AU,) decision threshold per AU
@@ -185,7 +185,7 @@ def _check_shapes(model_cfg: Any, num_aus: int, weights: Path, source: str) -> N
     The weights' names and shapes come from the safetensors header alone, the model's from a build on torch's
     meta device, so an edited record (``depth: 1000000000`` within the file's checksum) costs no memory.
     """
-    from au_ttt.model.au_ttt import state_shapes
+    from au_ttt.model.baselines import state_shapes
     from au_ttt.model.weights import read_shapes
 
     found = read_shapes(weights, "copy the bundle again or re-export it")
@@ -205,10 +205,10 @@ def _strict_load(model_cfg: Any, num_aus: int, weights: Path, source: str) -> An
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from au_ttt.model.au_ttt import AUTTT
+    from au_ttt.model.baselines import build_model
 
     _check_shapes(model_cfg, num_aus, weights, source)
-    model = AUTTT(model_cfg, num_aus)
+    model = build_model(model_cfg, num_aus)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as err:

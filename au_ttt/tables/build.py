@@ -12,17 +12,18 @@ difference to the paper) gets its 95 % subject-level bootstrap interval as the c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
 
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, TITLES, cross_pairs
+from au_ttt.tables.baselines import BaselineRow
 from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup
 from au_ttt.tables.intervals import Interval
 from au_ttt.tables.published import ABLATION_COLUMNS, OURS, TABLE1, TABLE2, TABLE3
-from au_ttt.tables.uncertainty import Uncertainty
+from au_ttt.tables.uncertainty import Uncertainty, row_key
 
 __all__ = ["SYNTHETIC", "DataKind", "Table", "comparisons_table", "config_marks", "reproduction_table", "table1",
            "table1_per_au", "table2", "table3"]
@@ -31,6 +32,10 @@ DataKind = Literal["synthau", "real"]
 SYNTHETIC = "SynthAU (synthetic data) — not comparable to the paper"
 NAMES = TITLES
 PAPER, MINE, DIFF, REF = "paper", "this run", "this run − paper", "reference"  # the `source` column
+BASE = "baseline (this pipeline)"  # `source` of a same-protocol baseline row
+# the `Rows` column of Tables I and II: where a row's numbers come from
+ROWS = {PAPER: "published (copied from the paper)", MINE: "same protocol (this pipeline)",
+        BASE: "same protocol (this pipeline)", DIFF: "difference", REF: "reference (labels only)"}
 CONTROL_SOURCE = "our control (not in the paper)"  # Table III `source` of a control row
 _FOLD_NOTE = ("Each value is the mean over the three subject-exclusive folds (test parts 1, 2, 3) of that fold's "
               "mean F1 over AUs (JAA-Net: \"the result is the average of three folds\"); F1 per AU at "
@@ -79,8 +84,25 @@ def _ours_label(variant: str | None, full: bool = True) -> str:
     return f"{name} (this run)"
 
 
-def table1(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertainty | None = None) -> Table:
-    """Table I: within-domain mean F1 per dataset."""
+def _with_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows with their `Rows` label (published / same protocol / reference) first."""
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "Rows", frame["source"].map(ROWS))
+    return frame
+
+
+def _baseline_within(b: BaselineRow, unc: Uncertainty | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"source": BASE, "Method": b.label, "Venue": "this pipeline", "variant": b.variant}
+    for d, g in b.within.items():
+        col = NAMES[d]
+        _put(row, col, g.mean_std[0], unc.row(g) if unc and row_key(g) in unc.rows else None)
+        row.update({f"{col} std": g.mean_std[1], **{f"{col} test{p}": v for p, v in g.part_means().items()}})
+    return row
+
+
+def table1(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertainty | None = None,
+           baselines: Sequence[BaselineRow] = ()) -> Table:
+    """Table I: within-domain mean F1 per dataset; same-protocol baseline rows under this run's."""
     rows: list[dict[str, Any]] = []
     if data == "real":
         for r in TABLE1:
@@ -95,10 +117,11 @@ def table1(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertainty | N
         mean, std = g.mean_std
         _put(ours, col, mean, unc.row(g) if unc else None)
         ours.update({f"{col} std": std, f"{col} variant": g.variant,
-                     **{f"{col} test{r.test_part}": 100 * r.f1_mean for r in g.runs},
-                     f"{col} optimistic best-epoch": g.best})
+                     **{f"{col} test{p}": v for p, v in g.part_means().items()},
+                     f"{col} optimistic best-epoch": g.best, f"{col} seeds": len(g.seeds)})
         floor[col] = g.floor
     rows.append(ours)
+    rows += [_baseline_within(b, unc) for b in baselines]
     if data == "real":
         paper = TABLE1[-1]
         diff: dict[str, Any] = {"source": DIFF, "Method": "Difference (this run − paper)", "Venue": ""}
@@ -107,15 +130,23 @@ def table1(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertainty | N
             _put(diff, NAMES[d], ours[NAMES[d]] - published, unc.row(g).minus(published) if unc else None)
         rows.append(diff)
     rows.append(floor)
-    frame = pd.DataFrame(rows)
-    display = ["Method", "Venue", "BP4D", "DISFA"] if data == "real" else ["Method", "BP4D", "DISFA"]
-    notes = [_FOLD_NOTE, *_notes(unc, groups.values()), _policy_note(list(groups.values())),
+    frame = _with_rows(rows)
+    display = ["Rows", "Method", "Venue", "BP4D", "DISFA"] if data == "real" else ["Rows", "Method", "BP4D", "DISFA"]
+    every = [*groups.values(), *(g for b in baselines for g in b.within.values())]
+    notes = [_FOLD_NOTE, *_notes(unc, groups.values()), _policy_note(every),
              "Sample std over folds (ddof 1; the paper's ± convention), per-fold values, interval bounds and "
-             "best-epoch numbers are in table1.csv."]
+             "best-epoch numbers are in table1.csv.", *_baseline_notes(baselines, data)]
     if data == "real":
         notes.append("Paper rows: Table I of arXiv 2503.23450 (AU-TTT pretrained on ImageNet-1K).")
     title = _title(data, "Table I — within-domain mean F1 (%) on BP4D and DISFA, 3-fold average")
     return Table("table1", title, frame, display, notes)
+
+
+def _au_parts(g: FoldGroup, au: str) -> dict[int, float]:
+    """Seed-mean F1 (%) of one AU per test part."""
+    parts = sorted({r.test_part for r in g.runs})
+    return {p: 100 * sum(r.f1[au] for r in g.runs if r.test_part == p) / sum(r.test_part == p for r in g.runs)
+            for p in parts}
 
 
 def table1_per_au(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertainty | None = None) -> Table:
@@ -127,12 +158,12 @@ def table1_per_au(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertai
         for d, g in groups.items():
             if au in AUS[d]:
                 _put(row, NAMES[d], g.au_means()[f"AU{au}"], unc.row(g, f"AU{au}") if unc else None)
-                row.update({f"{NAMES[d]} test{r.test_part}": 100 * r.f1[f"AU{au}"] for r in g.runs})
+                row.update({f"{NAMES[d]} test{p}": v for p, v in _au_parts(g, f"AU{au}").items()})
         rows.append(row)
     avg: dict[str, Any] = {"AU": "Avg."}
     for d, g in groups.items():
         _put(avg, NAMES[d], g.mean_std[0], unc.row(g) if unc else None)
-        avg.update({f"{NAMES[d]} test{r.test_part}": 100 * r.f1_mean for r in g.runs})
+        avg.update({f"{NAMES[d]} test{p}": v for p, v in g.part_means().items()})
     frame = pd.DataFrame([*rows, avg])
     text = "Table I per AU — within-domain F1 (%) of this run, 3-fold mean per AU"
     notes = [_FOLD_NOTE, *_notes(unc, groups.values()),
@@ -145,9 +176,21 @@ def _cross_cols(short: str) -> list[str]:
     return [f"{short} AU{a}" for a in CROSS_DOMAIN_AUS] + [f"{short} Avg."]
 
 
-def table2(results: Mapping[tuple[str, str], CrossResult], data: DataKind, unc: Uncertainty | None = None
-           ) -> Table:
-    """Table II: cross-domain per-AU F1, BP4D → DISFA and DISFA → BP4D."""
+def _baseline_notes(baselines: Sequence[BaselineRow], data: DataKind) -> list[str]:
+    if not baselines:
+        return []
+    out = ["Same-protocol rows (this pipeline): " + "; ".join(b.label for b in baselines) + " — trained and scored "
+           "by this DAG on the same folds, test subjects, crops, loader, threshold and epoch policy as AU-TTT, so "
+           "their intervals and the paired comparisons (comparisons.md) apply; a row's initialisation may differ "
+           "from AU-TTT's (comparisons.md says so)."]
+    if data == "real":
+        out.append("Published rows are copied from the paper: other crops, splits and thresholds, no interval.")
+    return out
+
+
+def table2(results: Mapping[tuple[str, str], CrossResult], data: DataKind, unc: Uncertainty | None = None,
+           baselines: Sequence[BaselineRow] = ()) -> Table:
+    """Table II: cross-domain per-AU F1, BP4D → DISFA and DISFA → BP4D; same-protocol baselines under ours."""
     b2d, d2b = _cross_cols("B→D"), _cross_cols("D→B")
     rows: list[dict[str, Any]] = []
     if data == "real":
@@ -166,6 +209,14 @@ def table2(results: Mapping[tuple[str, str], CrossResult], data: DataKind, unc: 
             _put(ours, c, 100 * (res.f1[au] if au else res.f1_mean), intervals.get(c))
         floor[cols[-1]] = 100 * res.floor
     rows.append(ours)
+    for b in (b for b in baselines if b.cross):
+        row: dict[str, Any] = {"source": BASE, "Method": b.label}
+        for cols, key in ((b2d, ("bp4d", "disfa")), (d2b, ("disfa", "bp4d"))):
+            res = b.cross[key]
+            for c, au in zip(cols, [*(f"AU{a}" for a in CROSS_DOMAIN_AUS), None], strict=True):
+                iv = unc.cross_of(res, au) if unc is not None and res.paths in unc.cross_rows else None
+                _put(row, c, 100 * (res.f1[au] if au else res.f1_mean), iv)
+        rows.append(row)
     if data == "real":
         paper = TABLE2[-1]
         published = dict(zip(b2d + d2b, paper.bp4d_to_disfa + paper.disfa_to_bp4d, strict=True))
@@ -175,14 +226,15 @@ def table2(results: Mapping[tuple[str, str], CrossResult], data: DataKind, unc: 
                 _put(diff, c, ours[c] - v, intervals[c].minus(v) if c in intervals else None)
         rows.append(diff)
     rows.append(floor)
-    bounds = [f"{c} {b}" for c in b2d + d2b for b in ("lo", "hi", "seed sd") if f"{c} {b}" in ours]
-    frame = pd.DataFrame(rows, columns=["source", "Method", *b2d, *d2b, *bounds])
+    bounds = [f"{c} {b}" for c in b2d + d2b for b in ("lo", "hi", "seed sd") if any(f"{c} {b}" in r for r in rows)]
+    frame = _with_rows([{k: r.get(k) for k in ["source", "Method", *b2d, *d2b, *bounds]} for r in rows])
     sets = [f"{NAMES[s]}→{NAMES[t]}: {r.test_set}, model trained on {NAMES[s]} parts "
             f"{', '.join(map(str, r.trained_on_parts)) or '?'}" for (s, t), r in results.items()]
     notes = ["AUs 1, 2, 4, 6, 12 (shared by both datasets) of the unchanged source model are scored; Avg. is "
              "their mean. B→D = BP4D → DISFA, D→B = DISFA → BP4D.",
              "Test sets — " + "; ".join(sets) + ".", *_notes(unc, cross=results),
-             _policy_note(list(results.values()))]
+             _policy_note([*results.values(), *(r for b in baselines for r in b.cross.values())]),
+             *_baseline_notes([b for b in baselines if b.cross], data)]
     if any("part" in r.test_set for r in results.values()):
         notes.append("A target *part* was scored (FG-Net's code setting), not the entire target dataset that "
                      "the paper's text states.")
@@ -192,8 +244,8 @@ def table2(results: Mapping[tuple[str, str], CrossResult], data: DataKind, unc: 
     title = _title(data, "Table II — cross-domain F1 (%) between BP4D and DISFA "
                    f"({'; '.join(f'{NAMES[s]}→{NAMES[t]} on {r.test_set}' for (s, t), r in results.items())})")
     labels = {c: c.split(" ", 1)[1].removeprefix("AU") for c in b2d + d2b}
-    return Table("table2", title, frame, ["Method", *b2d, *d2b], notes,
-                 groups=[("", 1), ("BP4D → DISFA", 6), ("DISFA → BP4D", 6)], labels={"Method": "AU", **labels})
+    return Table("table2", title, frame, ["Rows", "Method", *b2d, *d2b], notes,
+                 groups=[("", 2), ("BP4D → DISFA", 6), ("DISFA → BP4D", 6)], labels={"Method": "AU", **labels})
 
 
 def config_marks(model: Any) -> tuple[bool, ...]:
@@ -230,7 +282,7 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None
             _put(row, "Δ (this run − paper)", mean - paper.avg, iv.minus(paper.avg) if iv else None)
         else:
             _put(row, "Avg.", mean, iv)
-        row.update({"Std (this run)": std, **{f"test{r.test_part}": 100 * r.f1_mean for r in g.runs},
+        row.update({"Std (this run)": std, **{f"test{p}": v for p, v in g.part_means().items()},
                     "All-positive floor": g.floor, "Optimistic best-epoch": g.best})
         rows.append({"source": "paper row", **row})
     for variant in (v for v in CONTROLS if v in groups):  # our extra rows: never a paper number beside them
@@ -245,7 +297,7 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None
         _put(row, "Avg. (this run)" if data == "real" else "Avg.", mean, unc.row(g) if unc else None)
         if data == "real":
             row["Δ (this run − paper)"] = None
-        row.update({"Std (this run)": std, **{f"test{r.test_part}": 100 * r.f1_mean for r in g.runs},
+        row.update({"Std (this run)": std, **{f"test{p}": v for p, v in g.part_means().items()},
                     "All-positive floor": g.floor, "Optimistic best-epoch": g.best})
         rows.append(row)
         notes.append(f"Row {variant!r} is our control, not in the paper: the Bi-TTT token mixer replaced by timm's "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, DATASETS, cross_pairs
@@ -57,6 +57,7 @@ class RunResult:
     test_frames: int
     epoch_policy: str
     tracking: Tracking | None
+    seed: int = 0  # train.seed of run.json (a training repeat of the same fold); 0 when the run has none
 
 
 @dataclass(frozen=True)
@@ -77,43 +78,67 @@ class CrossResult:
     train_run: Path
     tracking: Tracking | None  # of this directory, if it has one
     train_tracking: Tracking | None  # of the training run that made the model
+    # several seeds of one direction: their mean (F1 fields above) and every evaluation directory behind it
+    members: tuple[Path, ...] = ()
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """The evaluation directories whose predictions this result stands for (one per seed)."""
+        return self.members or (self.path,)
 
 
 @dataclass(frozen=True)
 class FoldGroup:
-    """The three folds (test parts 1, 2, 3) behind one table row."""
+    """The three folds (test parts 1, 2, 3) behind one table row, each trained with the same seeds.
+
+    A fold's value is the mean over its seeds; the row's value the mean over folds, its std the std over
+    the seed-averaged folds (the paper's ± convention). The seed spread is the intervals' business.
+    """
 
     dataset: str
     variant: str | None
-    runs: tuple[RunResult, ...]  # ordered by test part
+    runs: tuple[RunResult, ...]  # ordered by test part, then seed
 
     def _fold_mean(self, values: Sequence[float]) -> tuple[float, float]:
         pct = [100.0 * v for v in values]
         return statistics.fmean(pct), statistics.stdev(pct) if len(pct) > 1 else 0.0
 
+    def _per_part(self, value) -> list[float]:
+        """``value(run)`` averaged over the seeds of each test part, in part order."""
+        parts = sorted({r.test_part for r in self.runs})
+        return [statistics.fmean(value(r) for r in self.runs if r.test_part == p) for p in parts]
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(sorted({r.seed for r in self.runs}))
+
     @property
     def folds(self) -> list[float]:
-        return [100.0 * r.f1_mean for r in self.runs]
+        return [100.0 * v for v in self._per_part(lambda r: r.f1_mean)]
+
+    def part_means(self) -> dict[int, float]:
+        """Seed-mean F1 (%) of each test part."""
+        return dict(zip(sorted({r.test_part for r in self.runs}), self.folds, strict=True))
 
     @property
     def mean_std(self) -> tuple[float, float]:
-        """3-fold mean and sample std (ddof 1) of the per-fold mean F1, in %."""
-        return self._fold_mean([r.f1_mean for r in self.runs])
+        """3-fold mean and sample std (ddof 1) of the per-fold (seed-mean) mean F1, in %."""
+        return self._fold_mean(self._per_part(lambda r: r.f1_mean))
 
     @property
     def floor(self) -> float:
-        return self._fold_mean([r.floor for r in self.runs])[0]
+        return self._fold_mean(self._per_part(lambda r: r.floor))[0]
 
     @property
     def best(self) -> float | None:
         """3-fold mean of the best-epoch-on-test F1 (optimistic); None if any fold lacks it."""
         if any(r.best is None for r in self.runs):
             return None
-        return self._fold_mean([r.best[1] for r in self.runs])[0]  # type: ignore[index]
+        return self._fold_mean(self._per_part(lambda r: r.best[1]))[0]  # type: ignore[index]
 
     def au_means(self) -> dict[str, float]:
         """3-fold mean F1 per AU, in %."""
-        return {au: self._fold_mean([r.f1[au] for r in self.runs])[0] for au in self.runs[0].f1}
+        return {au: self._fold_mean(self._per_part(lambda r, au=au: r.f1[au]))[0] for au in self.runs[0].f1}
 
     @property
     def parents(self) -> list[str]:
@@ -160,6 +185,15 @@ def read_tracking(run_dir: Path) -> Tracking | None:
     return Tracking(parent=data.get("parent"), uri=ml.get("tracking_uri"), error=ml.get("error"), **ids)
 
 
+def read_seed(run_dir: Path) -> int:
+    """``train.seed`` recorded in ``run_dir/run.json`` (0 when there is none: a probe, an older test fixture)."""
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return 0
+    seed = (load_json_object(path, "re-create it with `au-ttt train`").get("train") or {}).get("seed", 0)
+    return int(seed) if isinstance(seed, int) else 0
+
+
 def read_run(path: str | Path) -> RunResult:
     """A within-domain fold from an ``au-ttt train`` run directory (or its metrics.json)."""
     mpath = _metrics_path(path)
@@ -178,7 +212,8 @@ def read_run(path: str | Path) -> RunResult:
     return RunResult(path=mpath.parent, dataset=m.dataset, test_part=m.test_part, variant=m.variant, f1=f1,
                      f1_mean=_mean_f1(m.f1_mean, f1, mpath),
                      floor=_fraction(m.all_positive_f1_mean, mpath, "all_positive_f1_mean"), best=best,
-                     test_frames=m.test_frames, epoch_policy=m.epoch_policy, tracking=read_tracking(mpath.parent))
+                     test_frames=m.test_frames, epoch_policy=m.epoch_policy, tracking=read_tracking(mpath.parent),
+                     seed=read_seed(mpath.parent))
 
 
 def read_cross(path: str | Path) -> CrossResult:
@@ -200,15 +235,18 @@ def read_cross(path: str | Path) -> CrossResult:
 
 
 def _folds(runs: list[RunResult], dataset: str, variant: str | None, what: str) -> FoldGroup:
-    """Exactly one run per test part 1, 2, 3 — else an error naming the gap and the command that fills it."""
+    """One run per test part 1, 2, 3 and seed, the same seeds on every part — else an error naming the gap
+    and the command that fills it."""
     by_part: dict[int, list[RunResult]] = {}
     for r in runs:
         by_part.setdefault(r.test_part, []).append(r)
-    dup = {p: rs for p, rs in by_part.items() if len(rs) > 1}
-    if dup:
-        p, rs = next(iter(dup.items()))
-        raise InputError(f"{what}: {dataset} test part {p} is given {len(rs)} times "
-                         f"({', '.join(str(r.path) for r in rs)}); pass one run directory per fold")
+    for p, rs in by_part.items():
+        seeds = [r.seed for r in rs]
+        dup = next((s for s in seeds if seeds.count(s) > 1), None)
+        if dup is not None:
+            same = [r for r in rs if r.seed == dup]
+            raise InputError(f"{what}: {dataset} test part {p} is given {len(same)} times with seed {dup} "
+                             f"({', '.join(str(r.path) for r in same)}); pass one run directory per fold and seed")
     missing = [p for p in PARTS if p not in by_part]
     if missing:
         v = f" --variant {variant}" if variant else ""
@@ -216,7 +254,13 @@ def _folds(runs: list[RunResult], dataset: str, variant: str | None, what: str) 
         raise InputError(f"{what}: {dataset}{' ' + variant if variant else ''} lacks test part(s) "
                          f"{', '.join(map(str, missing))} (3-fold mean needs parts 1, 2, 3); produce them with {cmds} "
                          "and pass the run directories")
-    return FoldGroup(dataset, variant, tuple(by_part[p][0] for p in PARTS))
+    seeds = {p: sorted(r.seed for r in by_part[p]) for p in PARTS}
+    if len({tuple(v) for v in seeds.values()}) > 1:
+        raise InputError(f"{what}: {dataset}{' ' + variant if variant else ''} has different seeds per test part "
+                         f"({'; '.join(f'part {p}: {v}' for p, v in seeds.items())}); a row averages the same seeds "
+                         "on every fold — train the missing ones (`au-ttt train --seed N`)")
+    return FoldGroup(dataset, variant, tuple(sorted((r for p in PARTS for r in by_part[p]),
+                                                    key=lambda r: (r.test_part, r.seed))))
 
 
 def group_within(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
@@ -255,18 +299,34 @@ def group_ablation(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
             for v in (*VARIANTS, *present)}
 
 
-def group_cross(results: Sequence[CrossResult]) -> dict[tuple[str, str], CrossResult]:
-    """Table II: exactly one evaluation per direction, BP4D → DISFA and DISFA → BP4D."""
-    out: dict[tuple[str, str], CrossResult] = {}
+def _seed_of(r: CrossResult) -> int:
+    return read_seed(r.train_run) if str(r.train_run) and r.train_run.is_dir() else 0
+
+
+def _mean_of_seeds(rs: list[CrossResult]) -> CrossResult:
+    """Several seeds of one direction as one result: F1 averaged, every directory kept for the intervals."""
+    seeds = [_seed_of(r) for r in rs]
+    dup = next((s for s in seeds if seeds.count(s) > 1), None)
+    if dup is not None:
+        raise InputError(f"--table2: {rs[0].source} → {rs[0].target} is given twice with seed {dup} "
+                         f"({', '.join(str(r.path) for r, s in zip(rs, seeds, strict=True) if s == dup)}); pass one "
+                         "evaluation directory per direction and seed")
+    if len(rs) == 1:
+        return rs[0]
+    rs = [r for _, r in sorted(zip(seeds, rs, strict=True), key=lambda x: x[0])]
+    f1 = {au: statistics.fmean(r.f1[au] for r in rs) for au in rs[0].f1}
+    return replace(rs[0], f1=f1, f1_mean=statistics.fmean(r.f1_mean for r in rs),
+                   members=tuple(r.path for r in rs))
+
+
+def group_cross(results: Sequence[CrossResult], what: str = "--table2") -> dict[tuple[str, str], CrossResult]:
+    """Table II: one evaluation per direction (BP4D → DISFA, DISFA → BP4D) and seed; seeds are averaged."""
+    out: dict[tuple[str, str], list[CrossResult]] = {}
     for r in results:
-        key = (r.source, r.target)
-        if key in out:
-            raise InputError(f"--table2: {r.source} → {r.target} is given twice ({out[key].path}, {r.path}); "
-                             "pass one evaluation directory per direction")
-        out[key] = r
+        out.setdefault((r.source, r.target), []).append(r)
     for s, t in cross_pairs():
         if (s, t) not in out:
-            raise InputError(f"--table2 (Table II): no {s} → {t} evaluation; produce it with "
+            raise InputError(f"{what} (Table II): no {s} → {t} evaluation; produce it with "
                              f"`{_EVAL_HINT.format(s=s, t=t)}` (a {s} model trained on two parts) and pass its "
                              "output directory")
-    return {k: out[k] for k in cross_pairs()}
+    return {k: _mean_of_seeds(out[k]) for k in cross_pairs()}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from au_ttt.fileio import atomic_write_text
+from au_ttt.tables.baselines import group_baselines
 from au_ttt.tables.build import (
     DataKind,
     comparisons_table,
@@ -40,7 +41,8 @@ from au_ttt.tables.figure import figure_rows, write_figure1
 from au_ttt.tables.intervals import Interval, Resampler
 from au_ttt.tables.render import write_table
 from au_ttt.tables.report import ReportInputs, render_report
-from au_ttt.tables.uncertainty import Uncertainty, assess
+from au_ttt.tables.tracked import table_metrics, write_curves, write_metrics
+from au_ttt.tables.uncertainty import Uncertainty, assess, row_key
 
 __all__ = ["TablesOutput", "make_tables", "row_metrics"]
 
@@ -76,12 +78,17 @@ def row_metrics(group: FoldGroup, unc: Uncertainty | None = None) -> dict[str, f
     return out
 
 
-def _cross_metrics(key: tuple[str, str], r: CrossResult, unc: Uncertainty) -> dict[str, float]:
+def _cross_metrics(key: tuple[str, str], r: CrossResult, unc: Uncertainty, baseline: Any = None
+                   ) -> dict[str, float]:
+    """A Table II row's cells with their intervals (AU-TTT's, or a same-protocol ``baseline``'s)."""
+    def interval(au: str | None) -> Interval:
+        return unc.cross_of(r, au) if baseline is not None else unc.cross_cell(key, au)
+
     out = {"cross.f1_mean": r.f1_mean, "cross.all_positive_f1_mean": r.floor,
-           **{f"cross.f1_{au}": v for au, v in r.f1.items()}, **_bounds("cross.f1_mean", unc.cross_cell(key)),
+           **{f"cross.f1_{au}": v for au, v in r.f1.items()}, **_bounds("cross.f1_mean", interval(None)),
            "ci95.resamples": unc.resampler.resamples, "ci95.seed": unc.resampler.seed}
     for au in r.f1:
-        out.update(_bounds(f"cross.f1_{au}", unc.cross_cell(key, au)))
+        out.update(_bounds(f"cross.f1_{au}", interval(au)))
     return out
 
 
@@ -122,7 +129,8 @@ def _log_rows(tracking: Any, rows: Sequence[tuple[str, dict[str, float]]]) -> tu
 
 def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: Sequence[str | Path],
                 table3_runs: Sequence[str | Path], out: str | Path, *, config: str = "config/config.yaml",
-                settings: Any = None, resampler: Resampler | None = None) -> TablesOutput:
+                settings: Any = None, resampler: Resampler | None = None,
+                baseline_runs: Sequence[str | Path] = (), baseline_cross: Sequence[str | Path] = ()) -> TablesOutput:
     """Validate the runs, write tables/, figures/figure1.png and REPORT.md under ``out``.
 
     Args:
@@ -134,29 +142,46 @@ def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: 
         config: config path shown in the report.
         settings: loaded project config (tracking section, variant check marks); None = no MLflow logging.
         resampler: bootstrap resamples and seed of the intervals (default: 10,000 resamples, the fixed seed).
+        baseline_runs: run directories of same-protocol baselines (timm ViT/ResNet, our attention control, the
+            HOG + LR probe), three folds per dataset and seed: rows of Table I, compared with AU-TTT.
+        baseline_cross: their cross-domain evaluation directories: rows of Table II.
     """
     if data not in ("synthau", "real"):
         raise ValueError(f"data must be 'synthau' or 'real', got {data!r}")
     within = group_within([read_run(p) for p in table1_runs])
     cross = group_cross([read_cross(p) for p in table2_dirs])
     ablation = group_ablation([read_run(p) for p in table3_runs])
-    unc = assess(data, within, cross, ablation, resampler)
-    tables = [table1(within, data, unc), table1_per_au(within, data, unc), table2(cross, data, unc),
+    baselines = group_baselines([read_run(p) for p in baseline_runs], [read_cross(p) for p in baseline_cross])
+    others = {b.label: list(b.within.values()) for b in baselines} if baselines else None
+    unc = assess(data, within, cross, ablation, resampler, others=others,
+                 cross_others={b.label: b.cross for b in baselines if b.cross})
+    tables = [table1(within, data, unc, baselines), table1_per_au(within, data, unc),
+              table2(cross, data, unc, baselines),
               table3(ablation, data, settings, unc), comparisons_table(unc, data)]
     if data == "real":
         tables.append(reproduction_table(unc))
     out = Path(out)
     files = [f for t in tables for f in write_table(t, out / "tables")]
     files.append(write_figure1(figure_rows(within, cross, data), out / "figures" / "figure1.png", data))
+    files.append(write_metrics(out / "metrics.json", table_metrics(within, cross, ablation, baselines, unc)))
+    curve_rows = {**{f"table1-{d}-{g.variant}": g for d, g in within.items()},
+                  **{f"table3-{g.dataset}-{v}": g for v, g in ablation.items()},
+                  **{f"baseline-{d}-{b.variant}": g for b in baselines for d, g in b.within.items()}}
+    files += write_curves(curve_rows, out)
 
     rows: list[tuple[str, dict[str, float]]] = []
     row_parents: dict[int, list[str]] = {}  # id(FoldGroup) → the parent names its numbers were logged on
     claimed: dict[str, frozenset[Path]] = {}
-    for table, g in [*(("table1", g) for g in within.values()), *(("table3", g) for g in ablation.values())]:
+    shared = {row_key(a) for a in ablation.values()}  # our control's BP4D folds are Table III's own runs
+    base = [g for b in baselines for g in b.within.values() if row_key(g) not in shared]
+    for table, g in [*(("table1", g) for g in within.values()), *(("table3", g) for g in ablation.values()),
+                     *(("baselines", g) for g in base)]:
         row_parents[id(g)] = [_claim(claimed, name, table, g) for name in g.parents]
         rows += [(name, row_metrics(g, unc)) for name in row_parents[id(g)]]
     cross_parents = {k: _cross_parent(r) for k, r in cross.items()}
     rows += [(cross_parents[k], _cross_metrics(k, r, unc)) for k, r in cross.items()]
+    rows += [(f"table2/{b.variant}/{s}_to_{t}", _cross_metrics((s, t), r, unc, b)) for b in baselines
+             for (s, t), r in b.cross.items()]
     parents, status = _log_rows(getattr(settings, "tracking", None), rows)
 
     from au_ttt.train.provenance import git_state
@@ -164,6 +189,6 @@ def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: 
     report = render_report(ReportInputs(data=data, config=config, tables=tables, within=within, cross=cross,
                                         ablation=ablation, parents=parents, cross_parents=cross_parents,
                                         row_parents=row_parents, uncertainty=unc,
-                                        tracking_status=status, git=git_state()))
+                                        tracking_status=status, git=git_state(), baselines=baselines))
     files.append(atomic_write_text(out / "REPORT.md", report))
     return TablesOutput(files, parents, status)

@@ -16,7 +16,7 @@ from typing import Any
 from au_ttt.fileio import atomic_write_text
 from au_ttt.tables.build import DIFF, PAPER, Table
 
-__all__ = ["fmt", "fmt_cell", "to_latex", "to_markdown", "write_table"]
+__all__ = ["fmt", "fmt_cell", "to_html", "to_latex", "to_markdown", "write_table"]
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "→": r"$\rightarrow$",
@@ -109,9 +109,24 @@ def _marks(table: Table) -> set[str]:
     return {c for c in table.display if table.frame[c].isin(["✓", ""]).all()}
 
 
+def to_html(table: Table) -> str:
+    """A standalone HTML page (title, the displayed cells as Markdown shows them, the notes): what the Snakemake
+    report embeds."""
+    import html
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.display)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _cells(table))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
+    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(table.title)}</title><style>'
+            "table{border-collapse:collapse;font:13px sans-serif}td,th{border:1px solid #ccc;padding:3px 6px}"
+            f"</style></head><body><h3>{html.escape(table.title)}</h3><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table><ul>{notes}</ul></body></html>\n")
+
+
 def write_table(table: Table, out_dir: str | Path) -> list[Path]:
-    """Write ``<name>.md``, ``<name>.tex`` and ``<name>.csv`` under ``out_dir``; returns the paths."""
+    """Write ``<name>.md``, ``.tex``, ``.csv`` and ``.html`` under ``out_dir``; returns the paths."""
     out_dir = Path(out_dir)
     return [atomic_write_text(out_dir / f"{table.name}.md", to_markdown(table)),
             atomic_write_text(out_dir / f"{table.name}.tex", to_latex(table)),
-            atomic_write_text(out_dir / f"{table.name}.csv", table.frame.to_csv(index=False, float_format="%.6g"))]
+            atomic_write_text(out_dir / f"{table.name}.csv", table.frame.to_csv(index=False, float_format="%.6g")),
+            atomic_write_text(out_dir / f"{table.name}.html", to_html(table))]

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from au_ttt.tables.baselines import BaselineRow
 from au_ttt.tables.build import NAMES, SYNTHETIC, DataKind, Table
 from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup, Tracking
 from au_ttt.tables.intervals import Interval, summary
@@ -55,6 +56,7 @@ class ReportInputs:
     uncertainty: Uncertainty | None = None
     tracking_status: str = ""
     git: Mapping[str, str] = field(default_factory=dict)
+    baselines: Sequence[BaselineRow] = ()  # same-protocol rows of Tables I and II
 
 
 def _parent_links(names: Sequence[str], parents: Mapping[str, tuple[str, str]]) -> str:
@@ -69,7 +71,8 @@ def _fold_table(rows: Mapping[str, FoldGroup], inp: ReportInputs) -> list[str]:
         mean, std = g.mean_std
         for r in g.runs:
             best = f"{100 * r.best[1]:.1f} (epoch {r.best[0]})" if r.best else "–"
-            out.append(f"| {name} | {r.test_part} | {100 * r.f1_mean:.1f} | {100 * r.floor:.1f} | {best} | "
+            part = f"{r.test_part} (seed {r.seed})" if len(g.seeds) > 1 else f"{r.test_part}"
+            out.append(f"| {name} | {part} | {100 * r.f1_mean:.1f} | {100 * r.floor:.1f} | {best} | "
                        f"{r.test_frames} | {run_link(r.tracking, r.path)} |")
         best = f"{g.best:.1f}" if g.best is not None else "–"
         ci = f" {_bracket(inp.uncertainty.row(g))}" if inp.uncertainty is not None else ""
@@ -194,7 +197,8 @@ def render_report(inp: ReportInputs) -> str:
         f"({MLFLOW_UI}). A row links to its parent run (fold mean and std), a fold to its own run.", ""]
     by_name = {t.name: t for t in inp.tables}
     sections = [("table1", "## Table I — within-domain", lambda: _fold_table(
-                    {NAMES[d]: g for d, g in inp.within.items()}, inp)),
+                    {**{NAMES[d]: g for d, g in inp.within.items()},
+                     **{f"{b.label} — {NAMES[d]}": g for b in inp.baselines for d, g in b.within.items()}}, inp)),
                 ("table1_per_au", "## Table I per AU", None),
                 ("table2", "## Table II — cross-domain", lambda: _cross_table(inp)),
                 ("table3", "## Table III — ablation", lambda: _fold_table(_ablation_rows(inp), inp))]

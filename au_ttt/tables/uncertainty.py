@@ -9,7 +9,8 @@ Which comparisons the tables imply (data-driven: a row that is not there is not 
 
 * Table III: every row against the row above it and against the first (baseline) row, once each;
 * Table I: on each dataset, AU-TTT (this run) against every other method row tested on the same
-  subjects (``others``: today our control rows of Table III; baseline model rows join the same mapping).
+  subjects (``others``: the same-protocol baseline rows, else our control rows of Table III);
+* Table II: in each direction, AU-TTT against every other method's evaluation (``cross_others``).
 
 Verdicts (real data only): every cell with a published number in :mod:`au_ttt.tables.published`.
 """
@@ -103,8 +104,17 @@ def _row_replicates(g: FoldGroup, resampler: Resampler) -> Replicates:
 
 
 def _cross_replicates(r: CrossResult, resampler: Resampler) -> Replicates:
-    """A cross-domain direction: one test set, resampled over its subjects."""
-    return replicate([read_counts(r.path, CROSS_DOMAIN_AUS, r.f1, _EVAL_RERUN)], resampler, list(r.f1))
+    """A cross-domain direction: one test set, resampled over its subjects; its seeds stacked."""
+    from au_ttt.tables.collect import read_cross
+
+    counts = [read_counts(p, CROSS_DOMAIN_AUS, r.f1 if p == r.path and not r.members else read_cross(p).f1,
+                          _EVAL_RERUN) for p in r.paths]
+    try:
+        fold = FoldCounts.stack_seeds(counts)
+    except NotPaired:
+        raise InputError(f"{r.source} → {r.target}: the seeds were tested on different subjects "
+                         f"({', '.join(map(str, r.paths))}); pass evaluations of one frame index") from None
+    return replicate([fold], resampler, list(r.f1))
 
 
 def row_key(g: FoldGroup) -> tuple[Path, ...]:
@@ -151,6 +161,9 @@ def _init(g: FoldGroup) -> str | None:
     for r in g.runs:
         path = r.path / "run.json"
         if not path.is_file():
+            if (r.path / "probe.json").is_file():  # au-ttt probe: nothing to initialise
+                inits.add("a closed-form fit")
+                continue
             return None
         try:
             inits.add("pretrained backbone" if json.loads(path.read_text()).get("pretrained") else "scratch")
@@ -168,6 +181,11 @@ class Uncertainty:
     cross: dict[tuple[str, str], Replicates]
     comparisons: list[Comparison] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
+    cross_rows: dict[tuple[Path, ...], Replicates] = field(default_factory=dict)  # other methods' Table II cells
+
+    def cross_of(self, r: CrossResult, au: str | None = None) -> Interval:
+        """Interval of another method's Table II cell (its evaluation directories, one per seed)."""
+        return cell(self.cross_rows[r.paths], au)
 
     def row(self, g: FoldGroup, au: str | None = None) -> Interval:
         """Interval of a Table I/III row (``au`` = "AU1", …; None = the mean over AUs)."""
@@ -223,25 +241,44 @@ def _verdicts(within: Mapping[str, FoldGroup], cross: Mapping[tuple[str, str], C
     return out
 
 
+def _compare_cross(key: tuple[str, str], label: str, ours: Replicates, other: Replicates) -> Comparison:
+    direction = f"{_NAMES[key[0]]}→{_NAMES[key[1]]}"
+    try:
+        return Comparison("Table II", direction, "AU-TTT (this run)", label, "other method", difference(ours, other))
+    except NotPaired as err:
+        return Comparison("Table II", direction, "AU-TTT (this run)", label, "other method", None,
+                          f"not paired: {err}")
+
+
 def assess(data: str, within: Mapping[str, FoldGroup], cross: Mapping[tuple[str, str], CrossResult],
            ablation: Mapping[str, FoldGroup], resampler: Resampler | None = None,
-           others: Mapping[str, FoldGroup] | None = None) -> Uncertainty:
+           others: Mapping[str, FoldGroup | Sequence[FoldGroup]] | None = None,
+           cross_others: Mapping[str, Mapping[tuple[str, str], CrossResult]] | None = None) -> Uncertainty:
     """Read every run's predictions, bootstrap every row, compare the rows the tables imply, judge the cells.
 
-    ``others``: rows of other methods for Table I's comparisons (label → FoldGroup); default: our control
-    rows of Table III. Verdicts only for ``data == "real"`` (SynthAU numbers are never paper numbers).
+    ``others``: rows of other methods for Table I's comparisons (label → its FoldGroup, or one per dataset);
+    default: our control
+    rows of Table III. ``cross_others``: other methods' Table II evaluations (label → direction → result),
+    each compared with AU-TTT on the same target subjects. Verdicts only for ``data == "real"`` (SynthAU
+    numbers are never paper numbers).
     """
     resampler = resampler or Resampler()
-    groups = [*within.values(), *ablation.values(), *(others or {}).values()]
+    listed = {label: [o] if isinstance(o, FoldGroup) else list(o) for label, o in (others or {}).items()}
+    groups = [*within.values(), *ablation.values(), *(g for gs in listed.values() for g in gs)]
     rows = {row_key(g): _row_replicates(g, resampler) for g in {row_key(g): g for g in groups}.values()}
     unc = Uncertainty(resampler, rows, {k: _cross_replicates(r, resampler) for k, r in cross.items()})
     if others is None:
-        others = {f"{v} (our control)": g for v, g in ablation.items() if v in CONTROLS}
+        listed = {f"{v} (our control)": [g] for v, g in ablation.items() if v in CONTROLS}
     for d, g in within.items():
-        for label, other in others.items():
+        for label, other in ((label, o) for label, gs in listed.items() for o in gs):
             if other.dataset == d:
                 unc.comparisons.append(_compare("Table I", _NAMES[d], "AU-TTT (this run)", label, "other method",
                                                 g, other, rows))
+    for label, results in (cross_others or {}).items():
+        for key, r in results.items():
+            unc.cross_rows[r.paths] = _cross_replicates(r, resampler)
+            if key in unc.cross:
+                unc.comparisons.append(_compare_cross(key, label, unc.cross[key], unc.cross_rows[r.paths]))
     for a, b, against in ablation_pairs(list(ablation)):
         unc.comparisons.append(_compare("Table III", _NAMES[ablation[a].dataset], a, b, against, ablation[a],
                                         ablation[b], rows))

@@ -11,7 +11,7 @@ from au_ttt.data.dataset import set_device_photometric
 from au_ttt.data.protocol import AUS
 from au_ttt.errors import InputError
 from au_ttt.metrics import cross_domain_columns
-from au_ttt.model.au_ttt import AUTTT
+from au_ttt.model.baselines import build_model
 from au_ttt.train.data import DataPaths, load_split
 from au_ttt.train.evaluate import evaluate_model, write_predictions
 from au_ttt.train.records import CrossMetrics, RunInfo
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["evaluate_run", "load_run"]
 
 
-def load_run(run_dir: str | Path) -> tuple[RunInfo, AUTTT]:
+def load_run(run_dir: str | Path) -> tuple[RunInfo, torch.nn.Module]:
     """(run.json record, model with the run's final weights); missing or corrupt files are clear errors."""
     from safetensors.torch import load_file
 
@@ -37,7 +37,7 @@ def load_run(run_dir: str | Path) -> tuple[RunInfo, AUTTT]:
     except Exception as err:  # SafetensorError / OSError: truncated or foreign file
         raise InputError(f"{weights}: not a readable safetensors file ({type(err).__name__}: {str(err)[:200]}); "
                          "rerun `au-ttt train` for this run") from None
-    model = AUTTT(info.model, len(info.aus))
+    model = build_model(info.model, len(info.aus))
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise InputError(f"{weights}: does not match the model in {run_dir / RunInfo.FILE} "

@@ -30,7 +30,8 @@ from au_ttt.data.batch_transforms import model_images
 from au_ttt.data.dataset import set_device_photometric
 from au_ttt.fileio import atomic_write, atomic_write_json
 from au_ttt.losses import AULoss
-from au_ttt.model.au_ttt import AUTTT, save_weights
+from au_ttt.model.au_ttt import save_weights
+from au_ttt.model.baselines import build_model
 from au_ttt.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from au_ttt.train.evaluate import evaluate_model, write_predictions
 from au_ttt.train.recipe import NonFiniteLoss, build_optimisation, update
@@ -95,7 +96,8 @@ def _train_epoch(model, loader, criterion, opt, epoch: int, device, cfg, desc: s
         batch = _to(batch, device)
         with autocast_for(device, cfg.amp):
             out = model(images, batch["roi_masks"])
-        parts = criterion(out.logits.float(), out.heatmaps.float(), batch["labels"], batch["heatmap"],
+        maps = out.heatmaps.float() if out.heatmaps is not None else None  # plain baselines have none
+        parts = criterion(out.logits.float(), maps, batch["labels"], batch["heatmap"],
                           batch["label_mask"])
         update(opt, model, parts["total"], parts=parts, where=f"epoch {epoch + 1}, step {opt.step + 1}",
                hint=f"train.lr (now {cfg.lr:g})")
@@ -169,7 +171,7 @@ def _build(settings: Settings, spec: RunSpec, train_ds, test_ds, out_dir: Path, 
         set_device_photometric(ds, device)
     aus = tuple(train_ds.aus)
     seed_epoch(cfg.seed, -1)
-    model = AUTTT(model_cfg, len(aus)).to(device)
+    model = build_model(model_cfg, len(aus)).to(device)
     if cfg.pretrained:  # a resumed checkpoint overrides these weights
         initialise_from_file(model, cfg.pretrained)
     rates = _train_rates(train_ds, spec)

@@ -8,6 +8,7 @@ its model from here without climbing into ``predict/``; ``au-ttt export --mlflow
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import warnings
@@ -19,6 +20,7 @@ from au_ttt.sections import TrackingConfig
 
 __all__ = ["MODEL_NAME", "log_pyfunc_model", "pip_requirements"]
 
+log = logging.getLogger(__name__)
 MODEL_NAME = "model"
 # "models from code": MLflow stores and runs this file instead of unpickling a Python object
 ENTRY = Path(__file__).resolve().parents[1] / "predict" / "pyfunc_entry.py"
@@ -66,9 +68,14 @@ def _store(run_dir: Path, tracking_cfg: TrackingConfig | str | None, run_id: str
 
 def log_pyfunc_model(run_dir: str | Path, tracking_cfg: TrackingConfig | str | None = None,
                      run_id: str | None = None, *, bundle: str | Path | None = None,
-                     config: str | Path | None = None) -> str:
+                     config: str | Path | None = None, linked_metrics: dict[str, float] | None = None,
+                     step: int = 0, dataset: dict[str, str] | None = None, register_as: str | None = None,
+                     alias: str | None = None) -> str:
     """Log ``run_dir``'s bundle (exported now unless ``bundle`` is given) as pyfunc model ``model`` to the
-    existing MLflow run ``run_id``; returns its ``runs:/<id>/model`` URI.
+    existing MLflow run ``run_id``; returns its ``runs:/<id>/model`` URI. ``linked_metrics`` are logged against
+    the new logged model (MLflow 3 ``LoggedModel``; with ``dataset``, a :mod:`au_ttt.train.mlflow_inputs` record,
+    against the dataset they were scored on too), so the model carries its scores. ``register_as`` also registers
+    it in the store's model registry under that name (a new version), with ``alias`` pointing at that version.
 
     ``tracking_cfg`` (a TrackingConfig, or a tracking URI) names the store; ``run_id`` the run. Either
     defaults to what ``run_dir/tracking.json`` recorded. The run's status is left as it was (a finished
@@ -100,12 +107,28 @@ def log_pyfunc_model(run_dir: str | Path, tracking_cfg: TrackingConfig | str | N
                 with warnings.catch_warnings():
                     # MLflow suggests type hints / an input example; the explicit signature covers the input
                     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.pyfunc.*")
-                    mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=str(ENTRY),
-                                            artifacts={"bundle": str(bundle)}, code_paths=[str(code)],
-                                            pip_requirements=pip_requirements(), signature=_signature())
+                    info = mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=str(ENTRY),
+                                                   artifacts={"bundle": str(bundle)}, code_paths=[str(code)],
+                                                   pip_requirements=pip_requirements(), signature=_signature())
+                if linked_metrics and getattr(info, "model_id", None):
+                    from au_ttt.train.mlflow_inputs import link_model_metrics
+
+                    link_model_metrics(uri, run_id, info.model_id, linked_metrics, step, dataset)
+                if register_as:
+                    _register(client, run_id, register_as, alias)
             finally:
                 mlflow.end_run()
                 client.update_run(run_id, status=status)
         finally:
             mlflow.set_tracking_uri(previous_uri)
     return f"runs:/{run_id}/{MODEL_NAME}"
+
+
+def _register(client, run_id: str, name: str, alias: str | None) -> None:
+    """A new version of registered model ``name`` from the run's model, ``alias`` pointing at it."""
+    import mlflow
+
+    version = mlflow.register_model(f"runs:/{run_id}/{MODEL_NAME}", name).version
+    if alias:
+        client.set_registered_model_alias(name, alias, str(version))
+    log.info("registered %s as model %r version %s%s", run_id, name, version, f" (alias {alias!r})" if alias else "")

@@ -306,6 +306,14 @@ class RunLogger:
             items = [RunTag(k, v) for k, v in flat.items()]
             self._mirror("set_tags", self._client.log_batch, self._run_id, (), (), items)
 
+    def log_inputs(self, records: list[dict[str, str]], entities: Any) -> None:
+        """Record the run's datasets in ``tracking.json`` (``inputs``) and mirror them as MLflow dataset inputs;
+        ``entities()`` builds the ``DatasetInput`` list only when mirroring (it imports mlflow)."""
+        self.record["inputs"] = records
+        self._save()
+        if self._client is not None:
+            self._mirror("log_inputs", lambda: self._client.log_inputs(self._run_id, entities()))
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Copy a file or directory into the run's artifacts; the JSON records its absolute path."""
         path = Path(path)

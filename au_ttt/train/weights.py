@@ -3,6 +3,8 @@
 * a backbone written by ``au-ttt pretrain`` (safetensors, metadata ``format: au_ttt``) → the strict loader
   :func:`au_ttt.model.au_ttt.load_pretrained` (missing backbone keys are an error; the RoI branch and the
   heads may be new);
+* a same-protocol baseline (:class:`au_ttt.model.baselines.TimmAUModel`) → a timm state dict of its own
+  architecture (:func:`au_ttt.model.baselines.load_timm_weights`);
 * anything else — a timm ``vit_small_patch16_224`` state dict as ``.safetensors`` or ``.pth`` (read with
   ``weights_only=True``) — → the timm ViT-S/16 transfer :func:`au_ttt.model.transfer.load_timm_vit_s16`
   (``pretrain.source: timm_checkpoint``); a file of another architecture is refused, naming the keys.
@@ -51,8 +53,11 @@ def weights_kind(path: str | Path) -> Literal["au_ttt", "timm"]:
 def initialise_from_file(model: nn.Module, path: str | Path) -> str:
     """Load ``path`` into ``model`` by its kind (module docstring); returns a one-line summary for the log."""
     from au_ttt.model.au_ttt import load_pretrained
+    from au_ttt.model.baselines import TimmAUModel, load_timm_weights
     from au_ttt.model.transfer import load_timm_vit_s16
 
+    if isinstance(model, TimmAUModel):  # a same-protocol baseline starts from a timm file of its own architecture
+        return f"timm weights {path}: {load_timm_weights(model, path)}"
     kind = weights_kind(path)
     try:
         report = (load_pretrained if kind == "au_ttt" else load_timm_vit_s16)(model, path)

@@ -34,6 +34,12 @@ DATASETS = list(WF["datasets"])
 PARTS = list(WF["test_parts"])
 FULL = WF["full_variant"]
 VARIANTS = list(config.get("variants", {}))
+# Table III rows: the AU-TTT variants (a timm baseline variant, `arch: vit|resnet`, is a baseline row only)
+ABLATION_VARIANTS = [v for v in VARIANTS if ((config["variants"] or {}).get(v) or {}).get("arch", "au_ttt") == "au_ttt"]
+SEEDS = list(WF.get("seeds", [0]))  # every row trains each fold once per seed (train.seed)
+PROBE = "hog_lr"  # the HOG + logistic-regression probe (au-ttt probe): a baseline without a config variant
+BASELINES = list(WF.get("baselines", []))  # same-protocol rows of Tables I and II
+BASELINE_WEIGHTS = WF.get("baseline_weights") or {}
 DISFA_FRAMES = f"{RESULTS}/data/disfa/frames"  # one folder of decoded left-camera frames per subject
 
 
@@ -68,7 +74,7 @@ CODE = source_digest()
 
 # Cheap bookkeeping jobs run on the submit host under a cluster executor.
 # (synthau is added where it is defined: it exists only for SynthAU data)
-localrules: all, data_products, pretrained_backbone, experiments, frame_index, pretrain_digits, tables
+localrules: all, data_products, pretrained_backbone, experiments, frame_index, pretrain_digits, tables, benchmark_figure
 
 
 if FULL not in VARIANTS:
@@ -81,6 +87,13 @@ RUN_PRETRAIN = USE_PRETRAINED and PRETRAIN_SOURCE == "imagenet"
 if USE_PRETRAINED and PRETRAIN_SOURCE == "timm_checkpoint" and not (config.get("pretrain") or {}).get("checkpoint"):
     raise ValueError("pretrain.source is 'timm_checkpoint' but pretrain.checkpoint is not set: give the path of a "
                      "local timm vit_small_patch16_224 file (.safetensors or .pth)")
+
+for _b in BASELINES:
+    if _b != PROBE and _b not in VARIANTS:
+        raise ValueError(f"workflow.baselines names {_b!r}, which is neither a config variant ({VARIANTS}) nor "
+                         f"{PROBE!r} (the HOG + logistic-regression probe)")
+    if _b in (FULL, PROBE) and BASELINE_WEIGHTS.get(_b):
+        raise ValueError(f"workflow.baseline_weights.{_b}: only the timm baselines start from a timm file")
 
 if DATA_KIND == "synthau" and "synthau" not in WF:
     raise ValueError("workflow.data is 'synthau' but the workflow.synthau section (root, seed, sizes) is missing; "
@@ -112,8 +125,10 @@ wildcard_constraints:
     subject="[A-Za-z0-9_]+",
     source="bp4d|disfa",
     target="bp4d|disfa",
-    init="pretrained|scratch",
+    init="pretrained|scratch|timm|fit",
     part="[123]",
+    seed="[0-9]+",
+    member="seed[0-9]+|fit",
 
 
 def section_params(*sections) -> str:
@@ -178,21 +193,55 @@ def data_dir(dataset: str) -> str:
     return f"{RESULTS}/data/{dataset}"
 
 
-def run_dir(dataset, init, variant, part) -> str:
-    return f"{RESULTS}/runs/{dataset}/{init}/{variant}/test{part}"
+def run_dir(dataset, init, variant, part, seed) -> str:
+    return f"{RESULTS}/runs/{dataset}/{init}/{variant}/seed{seed}/test{part}"
+
+
+def probe_dir(dataset, part) -> str:
+    """The probe's fold: a closed-form fit, the same for every seed."""
+    return f"{RESULTS}/runs/{dataset}/fit/{PROBE}/test{part}"
+
+
+FULL_INIT = "pretrained" if USE_PRETRAINED else "scratch"
+
+
+def baseline_init(variant: str) -> str:
+    """A timm baseline with a file in workflow.baseline_weights starts from it ("timm"), else from scratch."""
+    return "timm" if BASELINE_WEIGHTS.get(variant) else "scratch"
 
 
 def table1_runs() -> list[str]:
-    init = "pretrained" if USE_PRETRAINED else "scratch"
-    return [run_dir(d, init, FULL, p) for d in DATASETS for p in PARTS]
+    return [run_dir(d, FULL_INIT, FULL, p, s) for d in DATASETS for p in PARTS for s in SEEDS]
 
 
 def table3_runs() -> list[str]:
-    return [run_dir(WF["ablation_dataset"], "scratch", v, p) for v in VARIANTS for p in PARTS]
+    return [run_dir(WF["ablation_dataset"], "scratch", v, p, s) for v in ABLATION_VARIANTS for p in PARTS
+            for s in SEEDS]
+
+
+def baseline_runs() -> list[str]:
+    """Same-protocol baseline folds (our attention control's ablation-dataset folds are Table III's own runs)."""
+    return [probe_dir(d, p) if v == PROBE else run_dir(d, baseline_init(v), v, p, s)
+            for v in BASELINES for d in DATASETS for p in PARTS for s in ([0] if v == PROBE else SEEDS)]
+
+
+def _directions() -> list[tuple[str, str]]:
+    return [(s, t) for s in DATASETS for t in DATASETS if s != t]
 
 
 def cross_dirs() -> list[str]:
-    return [f"{RESULTS}/cross/{s}_to_{t}" for s in DATASETS for t in DATASETS if s != t]
+    return [f"{RESULTS}/cross/{FULL_INIT}/{FULL}/seed{seed}/{s}_to_{t}" for s, t in _directions() for seed in SEEDS]
+
+
+def baseline_cross_dirs() -> list[str]:
+    return [f"{RESULTS}/cross/fit/{v}/fit/{s}_to_{t}" if v == PROBE else
+            f"{RESULTS}/cross/{baseline_init(v)}/{v}/seed{seed}/{s}_to_{t}"
+            for v in BASELINES for s, t in _directions() for seed in ([0] if v == PROBE else SEEDS)]
+
+
+def table_inputs(dirs: list[str]) -> list[str]:
+    """What `au-ttt tables` reads from each run or evaluation directory."""
+    return [f"{d}/{name}" for d in dirs for name in ("metrics.json", "predictions.parquet")]
 
 
 # Real data: `au-ttt data check` compares each licensed copy with the published protocol before anything
@@ -209,12 +258,14 @@ def get_pretrain_products() -> list[str]:
 
 
 def get_experiment_products() -> list[str]:
-    return [f"{r}/metrics.json" for r in table1_runs() + table3_runs()] + [f"{c}/metrics.json" for c in cross_dirs()]
+    runs = table1_runs() + table3_runs() + baseline_runs() + cross_dirs() + baseline_cross_dirs()
+    return [f"{r}/metrics.json" for r in runs]
 
 
 def get_final_outputs() -> list[str]:
     return [f"{RESULTS}/tables/table1.md", f"{RESULTS}/tables/table2.md", f"{RESULTS}/tables/table3.md",
-            f"{RESULTS}/figures/figure1.png", f"{RESULTS}/REPORT.md"]
+            f"{RESULTS}/figures/figure1.png", f"{RESULTS}/figures/curves.png", f"{RESULTS}/metrics.json",
+            f"{RESULTS}/REPORT.md", f"{RESULTS}/figures/benchmark.png"]
 
 
 def raw_marker(wildcards=None) -> list[str]:
@@ -268,11 +319,13 @@ def get_train_inputs(wildcards) -> dict[str, list[str] | str]:
     if wildcards.init == "pretrained":
         inputs["backbone"] = (f"{RESULTS}/pretrain/backbone.safetensors" if PRETRAIN_SOURCE == "imagenet"
                               else config["pretrain"]["checkpoint"])
+    elif wildcards.init == "timm":
+        inputs["backbone"] = BASELINE_WEIGHTS[wildcards.variant]
     return inputs
 
 
 def get_pretrained_arg(wildcards, input) -> list[str]:
-    return ["--pretrained", input.backbone if wildcards.init == "pretrained" else "none"]
+    return ["--pretrained", input.backbone if wildcards.init in ("pretrained", "timm") else "none"]
 
 
 def get_train_params(wildcards) -> str:
@@ -280,16 +333,22 @@ def get_train_params(wildcards) -> str:
 
 
 def get_parent_name(wildcards) -> str:
-    """MLflow parent = the table row this run belongs to."""
-    table = "table3" if wildcards.init == "scratch" else "table1"
+    """MLflow parent = the table row this run belongs to (a Table III run shared by a baseline row keeps
+    Table III's)."""
+    if (wildcards.init == "scratch" and wildcards.variant in ABLATION_VARIANTS
+            and wildcards.dataset == WF["ablation_dataset"]):
+        return f"table3/{wildcards.dataset}/{wildcards.variant}"
+    table = "table1" if wildcards.variant == FULL else "baselines"
     return f"{table}/{wildcards.dataset}/{wildcards.variant}"
 
 
 def get_cross_inputs(wildcards) -> dict[str, str]:
-    init = "pretrained" if USE_PRETRAINED else "scratch"
     d = data_dir(wildcards.target)
-    return {"run": f"{run_dir(wildcards.source, init, FULL, WF['cross_domain_model_part'])}/metrics.json",
-            "index": f"{d}/index.parquet", "crops": f"{d}/crops", "heatmaps": f"{d}/heatmaps"}
+    part = WF["cross_domain_model_part"]
+    run = (probe_dir(wildcards.source, part) if wildcards.member == "fit" else
+           run_dir(wildcards.source, wildcards.init, wildcards.variant, part, wildcards.member.removeprefix("seed")))
+    return {"run": f"{run}/metrics.json", "index": f"{d}/index.parquet", "crops": f"{d}/crops",
+            "heatmaps": f"{d}/heatmaps"}
 
 
 def get_cross_part_arg(wildcards) -> list[str]:

@@ -1,23 +1,25 @@
 # Cross-domain evaluation (Table II): the source model trained on two parts, scored on the target's AUs
 # 1, 2, 4, 6, 12 — over the entire target (paper) or target part 1 only (FG-Net), per workflow.cross_domain_test.
+# One per (init, variant, seed or probe fit, direction): AU-TTT's row and each same-protocol baseline's.
 
 
 rule cross_domain:
     input:
         unpack(get_cross_inputs),
     output:
-        f"{RESULTS}/cross/{{source}}_to_{{target}}/metrics.json",
+        metrics=f"{RESULTS}/cross/{{init}}/{{variant}}/{{member}}/{{source}}_to_{{target}}/metrics.json",
+        predictions=f"{RESULTS}/cross/{{init}}/{{variant}}/{{member}}/{{source}}_to_{{target}}/predictions.parquet",
     log:
-        f"{RESULTS}/logs/cross/{{source}}_to_{{target}}.log",
+        f"{RESULTS}/logs/cross/{{init}}-{{variant}}-{{member}}-{{source}}_to_{{target}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/cross/{{source}}_to_{{target}}.tsv",
+        f"{RESULTS}/benchmarks/cross/{{init}}-{{variant}}-{{member}}-{{source}}_to_{{target}}.tsv",
     conda:
         "../envs/au_ttt.yaml"
     params:
         code=CODE,
         config=RESOLVED_CONFIG,
         run=get_run_dir,
-        out=f"{RESULTS}/cross/{{source}}_to_{{target}}",
+        out=f"{RESULTS}/cross/{{init}}/{{variant}}/{{member}}/{{source}}_to_{{target}}",
         part=get_cross_part_arg,
         settings=section_params("heatmaps", "workflow.cross_domain_test"),
     threads: RES["cross_domain"].threads
