@@ -266,7 +266,9 @@ def test_mlflow_ui_serves(tmp_path):
     proc, port = _start_ui(tmp_path)
     try:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
+        # a bound for a loaded 2-core machine, not a speed requirement: the server's graceful shutdown took
+        # longer than 20 s at load 4 on a fresh clone's `make test`
+        assert proc.wait(timeout=180) == 0
         assert f"http://127.0.0.1:{port}" in proc.stdout.read().decode()
     finally:
         _kill_session(proc)
