@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+from runkit import synth_bp4d
 
 from au_ttt.cli import main
 from au_ttt.errors import InputError
@@ -110,21 +111,11 @@ def data(tmp_path_factory):
     cfg["train"].update(epochs=1, threads=1)
     config = tmp / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    d = tmp / "bp4d"
+    d = synth_bp4d(tmp, config, bp4d_frames=10, disfa_frames=2)
 
     def au_ttt(*args):
         assert main([*map(str, args)]) == 0, args
 
-    au_ttt("synth", "--out", tmp / "synth", "--subjects-per-part", 2, "--bp4d-tasks", 3, "--bp4d-frames", 10,
-           "--disfa-frames", 2, "--no-progress")
-    au_ttt("data", "index", "--dataset", "bp4d", "--root", tmp / "synth/BP4D", "--out", d / "index.parquet",
-           "--no-progress")
-    au_ttt("landmarks", "--config", config, "--backend", "provided", "--index", d / "index.parquet",
-           "--dataset-root", tmp / "synth/BP4D", "--out", d / "landmarks.npz", "--no-progress")
-    au_ttt("crops", "--config", config, "--index", d / "index.parquet", "--landmarks", d / "landmarks.npz",
-           "--out", d / "crops", "--no-progress")
-    au_ttt("heatmaps", "--config", config, "--index", d / "index.parquet", "--crops", d / "crops",
-           "--out", d / "heatmaps", "--no-progress")
     paths = ["--index", d / "index.parquet", "--crops", d / "crops", "--heatmaps", d / "heatmaps"]
     return {"tmp": tmp, "config": config, "paths": paths, "au_ttt": au_ttt, "index": d / "index.parquet"}
 
