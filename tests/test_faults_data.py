@@ -153,7 +153,7 @@ def test_landmarks_workers_die_with_their_parent(data, tmp_path) -> None:
     expected = {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: 128 + signal.SIGTERM,   # SystemExit(143)
                 signal.SIGINT: 128 + signal.SIGINT}             # KeyboardInterrupt: au-ttt's CLI exits 130
     for sig, status_after in expected.items():
-        status, children = kill_at(tmp_path, [*args, "--out", str(out)], "au_ttt.data.landmarks:read_image", 2.0,
+        status, children = kill_at(tmp_path, [*args, "--out", str(out)], "au_ttt.data.landmarks:read_image", 30.0,
                                    workers_busy, sig)
         assert status == status_after
         assert len(children) == 2
