@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from au_ttt.data.protocol import DATASETS
+
 if TYPE_CHECKING:
     from au_ttt.settings import Settings
     from au_ttt.train.data import DataPaths
@@ -21,7 +23,7 @@ HELP = "fit the HOG + logistic-regression probe on one fold (a same-protocol tab
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="project config (heatmaps, tracking)")
-    parser.add_argument("--dataset", required=True, choices=["bp4d", "disfa"])
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
     parser.add_argument("--test-part", type=int, required=True, choices=[1, 2, 3],
                         help="the fold, named by the part it tests on (fits on the other two)")
     parser.add_argument("--index", required=True, type=Path, help="frame index parquet")
