@@ -6,6 +6,7 @@ import torch
 from conftest import REPO
 
 from au_ttt.model.au_ttt import AUTTT, load_pretrained, save_weights
+from au_ttt.model.baselines import build_model
 from au_ttt.model.config import ModelConfig
 from au_ttt.model.layers import BiTTT, TTTLinear, reverse_patches_index
 from au_ttt.settings import load_settings
@@ -88,13 +89,14 @@ def test_vit_s16_forward_backward_224(num_aus):
 @pytest.mark.parametrize("config_file", ["config/config.yaml", "config/paper.yaml"])
 def test_every_table3_variant_builds_and_trains(config_file):
     settings = load_settings(REPO / config_file)
+    # the six Table III rows, our attention control, and the two same-protocol timm baselines
     assert list(settings.variants) == ["baseline", "original_ttt", "msp", "forward_ttt", "backward_ttt",
-                                       "au_roi_ttt", "attention_control"]
+                                       "au_roi_ttt", "attention_control", "timm_vit", "timm_resnet"]
     for name in settings.variants:
         cfg = settings.model_for(name)
         if config_file.endswith("paper.yaml"):  # keep the paper's switches, shrink depth for CPU time
             cfg = cfg.with_overrides(depth=1)
-        model = AUTTT(cfg, 12)
+        model = build_model(cfg, 12)
         g = cfg.grid_size
         out = model(torch.randn(1, 3, cfg.img_size, cfg.img_size), torch.rand(1, 12, *g))
         out.logits.sum().backward()

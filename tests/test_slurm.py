@@ -85,7 +85,7 @@ def _slurm_jobs(since: str) -> list[dict[str, str]]:
 
 
 def test_gpu_training_chain_goes_through_sbatch_and_matches_local(slurm, tmp_path):
-    target = "results/runs/bp4d/scratch/baseline/test1/metrics.json"
+    target = "results/runs/bp4d/scratch/baseline/seed0/test1/metrics.json"
     work = workdir(tmp_path / "slurm", REPO / ".test/config/config.yaml")
     result, since = _through_slurm(work, target)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -100,7 +100,7 @@ def test_gpu_training_chain_goes_through_sbatch_and_matches_local(slurm, tmp_pat
         assert sum(j["comment"].startswith(f"rule_{rule}") for j in jobs) == n, (rule, jobs)
     gpu_jobs = [j for j in jobs if "gres/gpu=1" in j["tres"]]
     assert len(gpu_jobs) == 1 and "train" in gpu_jobs[0]["comment"], jobs
-    log = (work / "results/logs/train/bp4d-scratch-baseline-test1.log").read_text()
+    log = (work / "results/logs/train/bp4d-scratch-baseline-seed0-test1.log").read_text()
     assert "Traceback" not in log
 
     local = workdir(tmp_path / "local", REPO / ".test/config/config.yaml")
