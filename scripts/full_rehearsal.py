@@ -67,11 +67,12 @@ def run_logged(cmd: list[str], cwd: Path, log: Path) -> dict[str, float]:
 
 
 def rehearsal_config(work: Path, scale: str, cores: int) -> dict:
-    """config/paper.yaml with the replica's roots, one fold, the full model only, one epoch, a tiny network."""
+    """config/paper.yaml with the replica's roots, one fold and seed, the full model only (no baseline rows), one
+    epoch, a tiny network."""
     cfg = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     wf = cfg["workflow"]
     wf.update(roots={"bp4d": str(work / "replica/BP4D"), "disfa": str(work / "replica/DISFA"), "imagenet": None},
-              pretrain=False, test_parts=[1], data_check=SCALES[scale]["check"],
+              pretrain=False, test_parts=[1], data_check=SCALES[scale]["check"], seeds=[0], baselines=[],
               resources={"train": {"threads": cores, "gpus": 1, "mem_mb": 32000, "runtime": 720},
                          "cross_domain": {"threads": cores, "gpus": 1, "mem_mb": 16000, "runtime": 240}})
     cfg["variants"] = {wf["full_variant"]: {}}

@@ -99,20 +99,15 @@ def _fwd(X, COEF, E, W0, B0, LNW, LNB, OUT, n_steps, N, b, eps,
         W = W - tl.dot(tl.trans(k), ed, input_precision=PREC)
         bias = bias - tl.sum(ed, 0)
 
+
 @triton.jit
-def _bwd(GRAD, X, COEF, E, W0, B0, LNW, LNB, WS, BS, DX, DCOEF, DE, DW, DB, DLNW, DLNB, n_steps, N, b, eps,
-        F: tl.constexpr, BT: tl.constexpr, PREC: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    r, f = tl.arange(0, BT), tl.arange(0, F)
-    rm = r < b
-    tm = rm[:, None] & (f[None, :] < F)
-    cm = rm[:, None] & rm[None, :]
-    off = r[:, None] * F + f[None, :]
-    woff = f[:, None] * F + f[None, :]
+def _save_w_chain(X, E, W0, B0, WS, BS, gam, bet, pid, n_steps, N, b, eps, r, f, rm, tm, off, woff,
+                  F: tl.constexpr, PREC: tl.constexpr):
+    """Replay the inner model's updates and store each mini-batch's start state (W, b) to scratch, so that
+    the reverse pass reads them instead of recomputing the chain from W0."""
     W = tl.load(W0 + pid * F * F + woff)
     bias = tl.load(B0 + pid * F + f)
-    gam, bet = tl.load(LNW + pid * F + f), tl.load(LNB + pid * F + f)
-    for i in range(n_steps):                                     # the W chain, start states to scratch
+    for i in range(n_steps):
         s = i * N + pid
         tl.store(WS + s * F * F + woff, W)
         tl.store(BS + s * F + f, bias)
@@ -124,6 +119,20 @@ def _bwd(GRAD, X, COEF, E, W0, B0, LNW, LNB, WS, BS, DX, DCOEF, DE, DW, DB, DLNW
         ed = e[:, None] * delta
         W = W - tl.dot(tl.trans(k), ed, input_precision=PREC)
         bias = bias - tl.sum(ed, 0)
+
+
+@triton.jit
+def _bwd(GRAD, X, COEF, E, W0, B0, LNW, LNB, WS, BS, DX, DCOEF, DE, DW, DB, DLNW, DLNB, n_steps, N, b, eps,
+        F: tl.constexpr, BT: tl.constexpr, PREC: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    r, f = tl.arange(0, BT), tl.arange(0, F)
+    rm = r < b
+    tm = rm[:, None] & (f[None, :] < F)
+    cm = rm[:, None] & rm[None, :]
+    off = r[:, None] * F + f[None, :]
+    woff = f[:, None] * F + f[None, :]
+    gam, bet = tl.load(LNW + pid * F + f), tl.load(LNB + pid * F + f)
+    _save_w_chain(X, E, W0, B0, WS, BS, gam, bet, pid, n_steps, N, b, eps, r, f, rm, tm, off, woff, F, PREC)
     tl.debug_barrier()
     gW = tl.zeros((F, F), dtype=tl.float32)
     gb = tl.zeros((F,), dtype=tl.float32)

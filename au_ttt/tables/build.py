@@ -14,16 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, TITLES, cross_pairs
+from au_ttt.datasets.registry import in_paper_table
 from au_ttt.tables.baselines import BaselineRow
 from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup
 from au_ttt.tables.intervals import Interval
 from au_ttt.tables.published import ABLATION_COLUMNS, OURS, TABLE1, TABLE2, TABLE3
 from au_ttt.tables.uncertainty import Uncertainty, row_key
+
+if TYPE_CHECKING:
+    from au_ttt.settings import Settings
 
 __all__ = ["SYNTHETIC", "DataKind", "Table", "comparisons_table", "config_marks", "reproduction_table", "table1",
            "table1_per_au", "table2", "table3"]
@@ -107,7 +111,7 @@ def table1(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertainty | N
     if data == "real":
         for r in TABLE1:
             rows.append({"source": PAPER, "Method": r.label + (" (paper)" if r.method == OURS else ""),
-                         "Venue": r.venue, "BP4D": r.bp4d, "DISFA": r.disfa})
+                         "Venue": r.venue, **{NAMES[d]: getattr(r, d) for d in in_paper_table("I")}})
     variants = {g.variant for g in groups.values()}
     full = variants <= {None, "au_roi_ttt"}
     ours: dict[str, Any] = {"source": MINE, "Method": _ours_label(next(iter(variants)), full), "Venue": MINE}
@@ -131,14 +135,15 @@ def table1(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertainty | N
         rows.append(diff)
     rows.append(floor)
     frame = _with_rows(rows)
-    display = ["Rows", "Method", "Venue", "BP4D", "DISFA"] if data == "real" else ["Rows", "Method", "BP4D", "DISFA"]
+    cols = [NAMES[d] for d in groups]
+    display = ["Rows", "Method", "Venue", *cols] if data == "real" else ["Rows", "Method", *cols]
     every = [*groups.values(), *(g for b in baselines for g in b.within.values())]
     notes = [_FOLD_NOTE, *_notes(unc, groups.values()), _policy_note(every),
              "Sample std over folds (ddof 1; the paper's ± convention), per-fold values, interval bounds and "
              "best-epoch numbers are in table1.csv.", *_baseline_notes(baselines, data)]
     if data == "real":
         notes.append("Paper rows: Table I of arXiv 2503.23450 (AU-TTT pretrained on ImageNet-1K).")
-    title = _title(data, "Table I — within-domain mean F1 (%) on BP4D and DISFA, 3-fold average")
+    title = _title(data, f"Table I — within-domain mean F1 (%) on {' and '.join(cols)}, 3-fold average")
     return Table("table1", title, frame, display, notes)
 
 
@@ -169,7 +174,7 @@ def table1_per_au(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertai
     notes = [_FOLD_NOTE, *_notes(unc, groups.values()),
              "The paper reports no per-AU within-domain F1, so there is nothing to compare with. \"–\": the AU is "
              "not annotated in that dataset. Per-fold values are in table1_per_au.csv."]
-    return Table("table1_per_au", _title(data, text), frame, ["AU", "BP4D", "DISFA"], notes)
+    return Table("table1_per_au", _title(data, text), frame, ["AU", *(NAMES[d] for d in groups)], notes)
 
 
 def _cross_cols(short: str) -> list[str]:
@@ -211,7 +216,7 @@ def table2(results: Mapping[tuple[str, str], CrossResult], data: DataKind, unc: 
     rows.append(ours)
     for b in (b for b in baselines if b.cross):
         row: dict[str, Any] = {"source": BASE, "Method": b.label}
-        for cols, key in ((b2d, ("bp4d", "disfa")), (d2b, ("disfa", "bp4d"))):
+        for cols, key in zip((b2d, d2b), cross_pairs(), strict=True):
             res = b.cross[key]
             for c, au in zip(cols, [*(f"AU{a}" for a in CROSS_DOMAIN_AUS), None], strict=True):
                 iv = unc.cross_of(res, au) if unc is not None and res.paths in unc.cross_rows else None
@@ -256,50 +261,56 @@ def config_marks(model: Any) -> tuple[bool, ...]:
             bool(model.au_roi))
 
 
-def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None, unc: Uncertainty | None = None
-           ) -> Table:
+def _ablation_row(label: str, g: FoldGroup, marks: Sequence[bool], data: DataKind, unc: Uncertainty | None,
+                  paper_avg: float | None) -> dict[str, Any]:
+    """One Table III row: check marks, this run's mean (with its interval) and, on real data, the paper's value
+    and the difference (``None`` for our control rows, which have no paper value)."""
+    mean, std = g.mean_std
+    iv = unc.row(g) if unc else None
+    row: dict[str, Any] = {"Variant": label, **{c: "✓" if m else "" for c, m in zip(ABLATION_COLUMNS, marks,
+                                                                                   strict=True)}}
+    if data == "real":
+        row["Avg. (paper)"] = paper_avg
+        _put(row, "Avg. (this run)", mean, iv)
+        if paper_avg is None:
+            row["Δ (this run − paper)"] = None
+        else:
+            _put(row, "Δ (this run − paper)", mean - paper_avg, iv.minus(paper_avg) if iv else None)
+    else:
+        _put(row, "Avg.", mean, iv)
+    row.update({"Std (this run)": std, **{f"test{p}": v for p, v in g.part_means().items()},
+                "All-positive floor": g.floor, "Optimistic best-epoch": g.best})
+    return row
+
+
+def _paper_row_marks(paper: Any, settings: Settings | None, notes: list[str]) -> tuple[bool, ...]:
+    """The check marks of a paper row as this config builds it; a note when they differ from the paper's."""
+    if settings is None or paper.variant not in settings.variants:
+        return paper.marks
+    built = config_marks(settings.model_for(paper.variant))
+    if built != paper.marks:
+        have = [c for c, m in zip(ABLATION_COLUMNS, built, strict=True) if m]
+        want = [c for c, m in zip(ABLATION_COLUMNS, paper.marks, strict=True) if m]
+        notes.append(f"Config variant {paper.variant!r} ({settings.source}) has components {have}, not "
+                     f"the paper's {want}; the marks show the config.")
+    return built
+
+
+def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Settings | None = None,
+           unc: Uncertainty | None = None) -> Table:
     """Table III: the six ablation rows, 3-fold mean F1, with the paper's check-mark columns, then our control
     rows (``CONTROLS``, e.g. attention instead of TTT), labelled as ours and without a paper value."""
     rows, notes = [], []
     dataset = NAMES[next(iter(groups.values())).dataset]
     for paper in TABLE3:
-        g = groups[paper.variant]
-        marks = paper.marks
-        if settings is not None and paper.variant in settings.variants:
-            built = config_marks(settings.model_for(paper.variant))
-            if built != marks:
-                have = [c for c, m in zip(ABLATION_COLUMNS, built, strict=True) if m]
-                want = [c for c, m in zip(ABLATION_COLUMNS, marks, strict=True) if m]
-                notes.append(f"Config variant {paper.variant!r} ({settings.source}) has components {have}, not "
-                             f"the paper's {want}; the marks show the config.")
-                marks = built
-        mean, std = g.mean_std
-        row = {"Variant": paper.variant, **{c: "✓" if m else "" for c, m in zip(ABLATION_COLUMNS, marks, strict=True)}}
-        iv = unc.row(g) if unc else None
-        if data == "real":
-            row["Avg. (paper)"] = paper.avg
-            _put(row, "Avg. (this run)", mean, iv)
-            _put(row, "Δ (this run − paper)", mean - paper.avg, iv.minus(paper.avg) if iv else None)
-        else:
-            _put(row, "Avg.", mean, iv)
-        row.update({"Std (this run)": std, **{f"test{p}": v for p, v in g.part_means().items()},
-                    "All-positive floor": g.floor, "Optimistic best-epoch": g.best})
-        rows.append({"source": "paper row", **row})
+        marks = _paper_row_marks(paper, settings, notes)
+        rows.append({"source": "paper row",
+                     **_ablation_row(paper.variant, groups[paper.variant], marks, data, unc, paper.avg)})
     for variant in (v for v in CONTROLS if v in groups):  # our extra rows: never a paper number beside them
-        g = groups[variant]
         marks = config_marks(settings.model_for(variant)) if settings is not None and variant in settings.variants \
             else (True, False, True, False, False, True)
-        mean, std = g.mean_std
-        row = {"source": CONTROL_SOURCE, "Variant": f"{variant}: {CONTROLS[variant]}",
-               **{c: "✓" if m else "" for c, m in zip(ABLATION_COLUMNS, marks, strict=True)}}
-        if data == "real":
-            row["Avg. (paper)"] = None
-        _put(row, "Avg. (this run)" if data == "real" else "Avg.", mean, unc.row(g) if unc else None)
-        if data == "real":
-            row["Δ (this run − paper)"] = None
-        row.update({"Std (this run)": std, **{f"test{p}": v for p, v in g.part_means().items()},
-                    "All-positive floor": g.floor, "Optimistic best-epoch": g.best})
-        rows.append(row)
+        rows.append({"source": CONTROL_SOURCE,
+                     **_ablation_row(f"{variant}: {CONTROLS[variant]}", groups[variant], marks, data, unc, None)})
         notes.append(f"Row {variant!r} is our control, not in the paper: the Bi-TTT token mixer replaced by timm's "
                      "multi-head self-attention (ViT-S's own) inside the same backbone, MSP, AU RoI TTT, heads and "
                      "losses; the marks show its other components. It has no paper value.")
@@ -312,7 +323,7 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Any = None
              f"All-positive floor on these test folds: {', '.join(f'{f:.1f}' for f in floors)} %.", *notes]
     if data == "real":
         notes.append("Paper column: Table III of arXiv 2503.23450 (BP4D, no ImageNet-1K pretraining).")
-        if dataset != "BP4D":
+        if dataset != NAMES[in_paper_table("III")[0]]:
             notes.append(f"This ablation ran on {dataset}, the paper's on BP4D: the Δ column compares different "
                          "datasets.")
     title = _title(data, f"Table III — ablation of AU-TTT components on {dataset}, mean F1 (%), 3-fold average")

@@ -12,13 +12,13 @@ parent run the folds are nested under; untracked runs fall back to ``au-ttt trai
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from au_ttt.fileio import atomic_write_text
-from au_ttt.tables.baselines import group_baselines
+from au_ttt.tables.baselines import BaselineRow, group_baselines
 from au_ttt.tables.build import (
     DataKind,
     comparisons_table,
@@ -43,6 +43,9 @@ from au_ttt.tables.render import write_table
 from au_ttt.tables.report import ReportInputs, render_report
 from au_ttt.tables.tracked import table_metrics, write_curves, write_metrics
 from au_ttt.tables.uncertainty import Uncertainty, assess, row_key
+
+if TYPE_CHECKING:
+    from au_ttt.settings import Settings
 
 __all__ = ["TablesOutput", "make_tables", "row_metrics"]
 
@@ -127,9 +130,30 @@ def _log_rows(tracking: Any, rows: Sequence[tuple[str, dict[str, float]]]) -> tu
     return ids, f"fold means logged to the store in `{tracking.uri_dir}/`, experiment `{tracking.experiment}`."
 
 
+def _tracked_rows(within: Mapping[str, FoldGroup], cross: Mapping[tuple[str, str], CrossResult],
+                  ablation: Mapping[str, FoldGroup], baselines: Sequence[BaselineRow], unc: Uncertainty
+                  ) -> tuple[list[tuple[str, dict[str, float]]], dict[int, list[str]], dict[tuple[str, str], str]]:
+    """The MLflow parent runs the table numbers are logged on: (parent name, metrics) rows, each fold group's
+    parent names (keyed by ``id``) and each cross-domain direction's parent name."""
+    rows: list[tuple[str, dict[str, float]]] = []
+    row_parents: dict[int, list[str]] = {}  # id(FoldGroup) → the parent names its numbers were logged on
+    claimed: dict[str, frozenset[Path]] = {}
+    shared = {row_key(a) for a in ablation.values()}  # our control's BP4D folds are Table III's own runs
+    base = [g for b in baselines for g in b.within.values() if row_key(g) not in shared]
+    for table, g in [*(("table1", g) for g in within.values()), *(("table3", g) for g in ablation.values()),
+                     *(("baselines", g) for g in base)]:
+        row_parents[id(g)] = [_claim(claimed, name, table, g) for name in g.parents]
+        rows += [(name, row_metrics(g, unc)) for name in row_parents[id(g)]]
+    cross_parents = {k: _cross_parent(r) for k, r in cross.items()}
+    rows += [(cross_parents[k], _cross_metrics(k, r, unc)) for k, r in cross.items()]
+    rows += [(f"table2/{b.variant}/{s}_to_{t}", _cross_metrics((s, t), r, unc, b)) for b in baselines
+             for (s, t), r in b.cross.items()]
+    return rows, row_parents, cross_parents
+
+
 def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: Sequence[str | Path],
                 table3_runs: Sequence[str | Path], out: str | Path, *, config: str = "config/config.yaml",
-                settings: Any = None, resampler: Resampler | None = None,
+                settings: Settings | None = None, resampler: Resampler | None = None,
                 baseline_runs: Sequence[str | Path] = (), baseline_cross: Sequence[str | Path] = ()) -> TablesOutput:
     """Validate the runs, write tables/, figures/figure1.png and REPORT.md under ``out``.
 
@@ -169,19 +193,7 @@ def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: 
                   **{f"baseline-{d}-{b.variant}": g for b in baselines for d, g in b.within.items()}}
     files += write_curves(curve_rows, out)
 
-    rows: list[tuple[str, dict[str, float]]] = []
-    row_parents: dict[int, list[str]] = {}  # id(FoldGroup) → the parent names its numbers were logged on
-    claimed: dict[str, frozenset[Path]] = {}
-    shared = {row_key(a) for a in ablation.values()}  # our control's BP4D folds are Table III's own runs
-    base = [g for b in baselines for g in b.within.values() if row_key(g) not in shared]
-    for table, g in [*(("table1", g) for g in within.values()), *(("table3", g) for g in ablation.values()),
-                     *(("baselines", g) for g in base)]:
-        row_parents[id(g)] = [_claim(claimed, name, table, g) for name in g.parents]
-        rows += [(name, row_metrics(g, unc)) for name in row_parents[id(g)]]
-    cross_parents = {k: _cross_parent(r) for k, r in cross.items()}
-    rows += [(cross_parents[k], _cross_metrics(k, r, unc)) for k, r in cross.items()]
-    rows += [(f"table2/{b.variant}/{s}_to_{t}", _cross_metrics((s, t), r, unc, b)) for b in baselines
-             for (s, t), r in b.cross.items()]
+    rows, row_parents, cross_parents = _tracked_rows(within, cross, ablation, baselines, unc)
     parents, status = _log_rows(getattr(settings, "tracking", None), rows)
 
     from au_ttt.train.provenance import git_state

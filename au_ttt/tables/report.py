@@ -157,8 +157,8 @@ def _verdict_lines(unc: Uncertainty) -> list[str]:
     return out
 
 
-def render_report(inp: ReportInputs) -> str:
-    """The whole REPORT.md text."""
+def _method_lines(inp: ReportInputs) -> list[str]:
+    """The report's title, data warning and "How the numbers were made" section."""
     synthetic = inp.data == "synthau"
     title = f"# AU-TTT reproduction report — {SYNTHETIC}" if synthetic else \
         "# AU-TTT reproduction report — BP4D and DISFA (real data)"
@@ -195,6 +195,14 @@ def render_report(inp: ReportInputs) -> str:
            "0."] if unc is not None else []),
         f"- **MLflow**: {inp.tracking_status} Open the links with `au-ttt mlflow-ui --config {inp.config}` "
         f"({MLFLOW_UI}). A row links to its parent run (fold mean and std), a fold to its own run.", ""]
+    return lines
+
+
+def render_report(inp: ReportInputs) -> str:
+    """The whole REPORT.md text."""
+    synthetic = inp.data == "synthau"
+    unc = inp.uncertainty
+    lines = _method_lines(inp)
     by_name = {t.name: t for t in inp.tables}
     sections = [("table1", "## Table I — within-domain", lambda: _fold_table(
                     {**{NAMES[d]: g for d, g in inp.within.items()},

@@ -84,8 +84,8 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _train_epoch(model, loader, criterion, opt, epoch: int, device, cfg, desc: str, progress: bool
-                 ) -> dict[str, float]:
+def _train_epoch(model, loader, criterion, opt, epoch: int, device: torch.device, cfg: TrainConfig, desc: str,
+                 progress: bool) -> dict[str, float]:
     model.train()
     sums: dict[str, float] = {}
     n = 0

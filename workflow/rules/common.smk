@@ -119,12 +119,14 @@ def print_plan() -> None:
         print(f"(no cost plan: {err})")
 
 
+DATASET_RE = "|".join(dataset_registry.names())  # every registered dataset (a plug-in's too), no other folder
+
 wildcard_constraints:
-    dataset="bp4d|disfa",
+    dataset=DATASET_RE,
     shard="[A-Za-z0-9_]+",
     subject="[A-Za-z0-9_]+",
-    source="bp4d|disfa",
-    target="bp4d|disfa",
+    source=DATASET_RE,
+    target=DATASET_RE,
     init="pretrained|scratch|timm|fit",
     part="[123]",
     seed="[0-9]+",
