@@ -9,10 +9,9 @@ predictions.parquet, probe.npz and probe.json, and a tracked run (MLflow child o
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from au_ttt.data.protocol import DATASETS
+from au_ttt.commands.fold_args import add_fold_arguments
 
 if TYPE_CHECKING:
     from au_ttt.settings import Settings
@@ -23,13 +22,7 @@ HELP = "fit the HOG + logistic-regression probe on one fold (a same-protocol tab
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="project config (heatmaps, tracking)")
-    parser.add_argument("--dataset", required=True, choices=DATASETS)
-    parser.add_argument("--test-part", type=int, required=True, choices=[1, 2, 3],
-                        help="the fold, named by the part it tests on (fits on the other two)")
-    parser.add_argument("--index", required=True, type=Path, help="frame index parquet")
-    parser.add_argument("--crops", required=True, type=Path, help="aligned crop store")
-    parser.add_argument("--heatmaps", required=True, type=Path, help="AU-centre cache (the loader reads it)")
-    parser.add_argument("--out", required=True, type=Path, help="run directory")
+    add_fold_arguments(parser, fits="fits")
     parser.add_argument("--C", type=float, default=0.05, dest="c", help="inverse L2 strength of the regression")
     parser.add_argument("--cell", type=int, default=8, choices=[4, 8, 16],
                         help="HOG cell size in pixels (16 = the demo models' 16 px patches)")

@@ -18,24 +18,17 @@ releases it by itself).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from au_ttt.data.protocol import DATASETS
+from au_ttt.commands.fold_args import add_fold_arguments
 
 HELP = "train one (dataset, fold, variant) and write its run directory"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="project config file")
-    parser.add_argument("--dataset", required=True, choices=DATASETS)
-    parser.add_argument("--test-part", type=int, required=True, choices=[1, 2, 3],
-                        help="the fold, named by the part it tests on (trains on the other two)")
+    add_fold_arguments(parser)
     parser.add_argument("--variant", help="Table III variant name from the config's `variants` "
                         "(default: the `model` section)")
-    parser.add_argument("--index", required=True, type=Path, help="frame index parquet")
-    parser.add_argument("--crops", required=True, type=Path, help="aligned crop store")
-    parser.add_argument("--heatmaps", required=True, type=Path, help="AU-centre cache directory")
-    parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--pretrained", help="override train.pretrained: an `au-ttt pretrain` backbone, a timm "
                         "vit_small_patch16_224 file (.safetensors/.pth), or 'none' to train from scratch")
     parser.add_argument("--threads", type=int, help="override train.threads (torch CPU threads of this job)")

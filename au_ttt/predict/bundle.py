@@ -22,7 +22,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from au_ttt.fileio import atomic_write_json, atomic_write_text, building_dir
 from au_ttt.predict.mlflow_fetch import MLFLOW_SCHEMES, download_model
 from au_ttt.predict.prepare import PreprocessSpec
 from au_ttt.predict.runs import DECISION_THRESHOLD, TrainedRun, read_run
+
+if TYPE_CHECKING:
+    from au_ttt.model.config import ModelConfig
 
 __all__ = ["BUNDLE_FILE", "FORMAT", "WEIGHTS_FILE", "LoadedModel", "export_bundle", "load_bundle", "load_model",
            "model_from_run", "record_from_run", "sha256_file"]
@@ -179,7 +182,7 @@ def _mismatch(source: str, detail: str) -> InputError:
                       "or assembled from different runs — export it again from the run directory")
 
 
-def _check_shapes(model_cfg: Any, num_aus: int, weights: Path, source: str) -> None:
+def _check_shapes(model_cfg: ModelConfig, num_aus: int, weights: Path, source: str) -> None:
     """Refuse a record whose model would not fit the weights, before that model is allocated.
 
     The weights' names and shapes come from the safetensors header alone, the model's from a build on torch's
@@ -201,7 +204,7 @@ def _check_shapes(model_cfg: Any, num_aus: int, weights: Path, source: str) -> N
         raise _mismatch(source, "; ".join(problems))
 
 
-def _strict_load(model_cfg: Any, num_aus: int, weights: Path, source: str) -> Any:
+def _strict_load(model_cfg: ModelConfig, num_aus: int, weights: Path, source: str) -> Any:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
