@@ -1,0 +1,132 @@
+#!/usr/bin/env python
+"""Does a refactor change results? Run the DAG at two commits and compare every run's numbers bit for bit.
+
+  .venv/bin/python scripts/refactor_check.py --base 0a52f33 --head b71fec3 --work /tmp/refactor-check \
+      --json docs/refactor-check/oneofeach.json
+
+Each commit is exported (``git archive``) to ``<work>/<commit>``, runs ``snakemake all`` with its own copy of
+``--config`` (default: the tiny CI DAG, ``.test/config/config.yaml``; ``config/config.yaml`` is the demo), and
+then, for every run directory both commits made (``results/runs/**/metrics.json`` and the cross-domain
+``results/cross/**/metrics.json``), the F1 values, floors, frame counts and best epochs are compared with
+``==`` and the per-frame probabilities of ``predictions.parquet`` with ``numpy.array_equal``; the tables' CSVs
+are compared as text. Run keys, timestamps and paths are not compared (the code digest is in the run key, so
+it always differs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+NUMBERS = ("f1", "f1_mean", "all_positive_f1_mean", "test_frames", "best", "best_epoch_on_test", "aus")
+
+
+def export(rev: str, work: Path) -> Path:
+    """The commit's tree under ``work/<sha>`` with this checkout's venv linked in."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", rev], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    tree = work / sha
+    if not tree.is_dir():
+        tmp = work / f".{sha}.tmp"
+        tmp.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        (tmp / ".venv").symlink_to(BIN.parent)
+        tmp.rename(tree)
+    return tree
+
+
+def run_dag(tree: Path, config: str, cores: int) -> dict[str, float]:
+    """``snakemake all`` of ``tree`` in ``tree/_run``; wall seconds."""
+    run = tree / "_run"
+    if (run / "results/tables/table1.csv").is_file():
+        return json.loads((run / "wall.json").read_text())
+    (run / "config").mkdir(parents=True, exist_ok=True)
+    (run / "config/config.yaml").write_text((tree / config).read_text())
+    env = {**os.environ, "PYTHONPATH": str(tree), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    start = time.time()
+    with (run / "snakemake.log").open("w") as log:
+        res = subprocess.run([str(BIN / "snakemake"), "-s", str(tree / "Snakefile"), "-d", str(run), "all",
+                              "--cores", str(cores)], env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if res.returncode:
+        sys.exit(f"{tree}: snakemake failed (exit {res.returncode}); see {run / 'snakemake.log'}")
+    wall = {"wall_s": round(time.time() - start, 1)}
+    (run / "wall.json").write_text(json.dumps(wall))
+    return wall
+
+
+def _numbers(path: Path) -> dict:
+    record = json.loads(path.read_text())
+    return {k: record[k] for k in NUMBERS if k in record}
+
+
+def _probabilities(folder: Path):
+    import numpy as np
+    import pandas as pd
+
+    file = folder / "predictions.parquet"
+    if not file.is_file():
+        return None
+    frame = pd.read_parquet(file)
+    cols = [c for c in frame.columns if c.startswith("prob_")]
+    return np.asarray(frame[sorted(cols)], dtype=np.float64) if cols else None
+
+
+def compare(a: Path, b: Path) -> dict:
+    """Every run both trees made: numbers and probabilities equal, or which differ."""
+    import numpy as np
+
+    rel = lambda root: {p.relative_to(root) for p in root.glob("results/*/**/metrics.json")}  # noqa: E731
+    both, only = sorted(rel(a) & rel(b)), sorted(rel(a) ^ rel(b))
+    differ, probs_checked = [], 0
+    for r in both:
+        if _numbers(a / r) != _numbers(b / r):
+            differ.append(str(r))
+            continue
+        pa, pb = _probabilities((a / r).parent), _probabilities((b / r).parent)
+        if pa is not None and pb is not None:
+            probs_checked += 1
+            if pa.shape != pb.shape or not np.array_equal(pa, pb):
+                differ.append(f"{r.parent}/predictions.parquet")
+    tables = sorted(p.name for p in (a / "results/tables").glob("*.csv"))
+    table_diff = [t for t in tables if not (b / "results/tables" / t).is_file()
+                  or (a / "results/tables" / t).read_text() != (b / "results/tables" / t).read_text()]
+    return {"runs_compared": len(both), "predictions_compared": probs_checked, "runs_differing": differ,
+            "runs_in_one_only": [str(p) for p in only], "tables_compared": tables, "tables_differing": table_diff}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="commit before the refactor")
+    parser.add_argument("--head", default="HEAD", help="commit after it")
+    parser.add_argument("--config", default=".test/config/config.yaml", help="config path inside each commit")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder outside the repository")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write the comparison here")
+    args = parser.parse_args()
+    work = args.work.resolve()
+    if work.is_relative_to(REPO):
+        sys.exit(f"--work {work} is inside the repository; choose a folder elsewhere (e.g. /tmp)")
+    trees = [export(rev, work) for rev in (args.base, args.head)]
+    walls = [run_dag(t, args.config, args.cores) for t in trees]
+    result = {"base": trees[0].name, "head": trees[1].name, "config": args.config,
+              "wall_s": {t.name: w["wall_s"] for t, w in zip(trees, walls, strict=True)},
+              **compare(trees[0] / "_run", trees[1] / "_run")}
+    result["identical"] = not (result["runs_differing"] or result["tables_differing"])
+    text = json.dumps(result, indent=2) + "\n"
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
