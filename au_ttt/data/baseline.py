@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from au_ttt.data.bp4d import DATASET as BP4D
 from au_ttt.data.disfa import DATASET as DISFA
+from au_ttt.data.images import opened_video
 from au_ttt.data.landmark_files import read_bp4d_landmarks, read_disfa_landmarks
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, DISFA_OCCURRENCE_THRESHOLD, part_of_subject, train_parts
 from au_ttt.errors import InputError
@@ -107,19 +108,16 @@ def load_disfa(root: str | Path, progress: bool = True) -> Samples:
                         for au in AUS[DISFA]], 1)
         lms = read_disfa_landmarks(root, subject)
         video = root / "Videos_LeftCamera" / f"LeftVideo{subject}_comp.avi"
-        cap = cv2.VideoCapture(str(video))
-        if not cap.isOpened():
-            raise InputError(f"cannot open {video}; DISFA needs Videos_LeftCamera/LeftVideo{subject}_comp.avi")
         part = part_of_subject(DISFA, subject)
-        for t in range(len(occ)):
-            ok, img = cap.read()
-            if not ok or t not in lms:
-                skipped += 1
-                continue
-            feats.append(hog_features(crop_face(img, lms[t])))
-            labels.append(occ[t])
-            parts.append(part)
-        cap.release()
+        with opened_video(video, f"DISFA needs Videos_LeftCamera/LeftVideo{subject}_comp.avi") as cap:
+            for t in range(len(occ)):
+                ok, img = cap.read()
+                if not ok or t not in lms:
+                    skipped += 1
+                    continue
+                feats.append(hog_features(crop_face(img, lms[t])))
+                labels.append(occ[t])
+                parts.append(part)
     return Samples(DISFA, np.stack(feats), np.asarray(labels, np.int8), np.asarray(parts), skipped)
 
 

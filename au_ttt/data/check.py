@@ -48,7 +48,7 @@ from tqdm import tqdm
 from au_ttt.data import bp4d, disfa, video
 from au_ttt.data.check_report import DEFAULT_SAMPLE, DEFAULT_TOLERANCE, CheckReport, Finding, compare_count
 from au_ttt.data.frame_index import frame_image_names, list_images, naming_hint
-from au_ttt.data.images import ImageError, read_image
+from au_ttt.data.images import ImageError, opened_video, read_image
 from au_ttt.data.protocol import (
     BP4D_AUS,
     BP4D_PART_FRAMES,
@@ -81,10 +81,7 @@ def video_frame_count(path: Path, decode: bool) -> tuple[int, str]:
     """
     import cv2
 
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    try:
-        if not capture.isOpened():
-            raise InputError(f"{path}: cannot open the video; re-copy it from DISFA")
+    with opened_video(path, "re-copy it from the dataset") as capture:
         stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         if not decode and stated > 0:
             ok, _ = capture.read()
@@ -97,8 +94,6 @@ def video_frame_count(path: Path, decode: bool) -> tuple[int, str]:
         if count == 0:
             raise InputError(f"{path}: no frame decodes; re-copy the video from DISFA")
         return count, "decoded"
-    finally:
-        capture.release()
 
 
 def check_dataset(dataset: str, root: str | Path, frames: str | Path | None = None, *,

@@ -15,19 +15,25 @@ The training loader reads the pipeline's *own* aligned crops (JPEGs that ``au-tt
 through :func:`read_image`; the same pixels for these files, tests/test_loader_fast.py) and stays strict:
 a missing, empty, truncated (no JPEG end marker) or undecodable crop is an :class:`ImageError`.
 
+Videos are opened in one place too: :func:`open_video` (OpenCV's FFMPEG backend, an :class:`InputError` naming
+the file and the caller's fix when it does not open) and :func:`opened_video` (the same, released on exit).
+
 Stages that read many frames catch :class:`ImageError` and count the frame as an excluded, named row of
 their report rather than stopping (see ``au_ttt.data.landmarks`` and ``au_ttt.data.align``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from au_ttt.errors import InputError
 
-__all__ = ["IMAGE_ERRORS", "ImageError", "read_crop", "read_image", "to_rgb8"]
+__all__ = ["IMAGE_ERRORS", "ImageError", "open_video", "opened_video", "read_crop", "read_image", "to_rgb8"]
 
 
 class ImageError(InputError):
@@ -138,3 +144,27 @@ def read_crop(path: str | Path) -> np.ndarray:
     if bgr is None:
         raise ImageError(f"{path}: OpenCV cannot decode this crop; rerun `au-ttt crops`", "damaged")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def open_video(path: str | Path, fix: str) -> Any:
+    """An open ``cv2.VideoCapture`` of ``path`` (FFMPEG backend); the caller releases it.
+
+    Raises :class:`InputError` naming the file and ``fix`` (what the user should do) if it does not open.
+    """
+    import cv2
+
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise InputError(f"{path}: cannot open the video; {fix}")
+    return capture
+
+
+@contextmanager
+def opened_video(path: str | Path, fix: str) -> Iterator[Any]:
+    """:func:`open_video` as a context: the capture is released however the block ends."""
+    capture = open_video(path, fix)
+    try:
+        yield capture
+    finally:
+        capture.release()

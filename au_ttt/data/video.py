@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from au_ttt.data.images import opened_video
 from au_ttt.errors import InputError
 from au_ttt.fileio import building_dir, sweep_stale
 
@@ -46,18 +47,9 @@ def read_marker(subject_dir: Path) -> dict | None:
 
 def decode_video(video: Path, out_dir: Path, progress: bool = True) -> int:
     """Decode every frame of ``video`` into ``out_dir/{t}.jpg`` atomically; returns the frame count."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-    if not capture.isOpened():
-        raise InputError(f"cannot open video {video}; check the file (re-copy it from DISFA) and that OpenCV "
-                         "has the FFMPEG backend")
-    try:
-        with building_dir(out_dir) as tmp:
-            count = _decode_into(capture, video, tmp, progress)
-    finally:
-        capture.release()
-    return count
+    with opened_video(video, "check the file (re-copy it from the dataset) and that OpenCV has the FFMPEG "
+                         "backend") as capture, building_dir(out_dir) as tmp:
+        return _decode_into(capture, video, tmp, progress)
 
 
 def _decode_into(capture, video: Path, tmp: Path, progress: bool) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from au_ttt.data.images import read_image
+from au_ttt.data.images import open_video, read_image
 from au_ttt.errors import InputError
 from au_ttt.predict.expand import (
     IMAGE_SUFFIXES,
@@ -61,10 +61,8 @@ class VideoReader:
         import cv2
 
         self.path = Path(path)
-        self.capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
-        if not self.capture.isOpened():
-            raise InputError(f"{self.path}: cannot open the video (not a video, damaged, or a codec OpenCV's "
-                             "FFmpeg backend lacks); convert it, e.g. to H.264 MP4")
+        self.capture = open_video(self.path, "it is not a video, is damaged, or uses a codec OpenCV's FFmpeg "
+                                             "backend lacks; convert it, e.g. to H.264 MP4")
         self.capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)

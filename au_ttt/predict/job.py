@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from au_ttt.data.images import opened_video
 from au_ttt.errors import InputError
 from au_ttt.fileio import atomic_write, atomic_write_json
 from au_ttt.predict.bundle import LoadedModel
@@ -93,9 +94,11 @@ def _estimate_frames(sources: list[Source], every: int) -> int:
         if s.kind == "image":
             total += 1
             continue
-        cap = cv2.VideoCapture(str(s.path), cv2.CAP_FFMPEG)
-        total += math.ceil(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) / every)
-        cap.release()
+        try:
+            with opened_video(s.path, "") as cap:
+                total += math.ceil(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) / every)
+        except InputError:
+            continue  # an estimate only: the run itself reports the video that does not open
     return total
 
 
