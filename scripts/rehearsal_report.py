@@ -77,7 +77,7 @@ def stage_frames(stage: str, rule: str | None, datasets: tuple[str, ...], frames
     """Frames a stage processes: its datasets' index rows; training reads its train rows and test part once."""
     if rule == "train":
         total = 0
-        for metrics in (work / "results/runs").glob("*/*/*/test*/run.json"):
+        for metrics in sorted((work / "results/runs").rglob("run.json")):  # …/<variant>/seed<N>/test<P>/
             run = json.loads(metrics.read_text())
             total += int(run["train_frames"]) + int(run["test_frames"])
         return total

@@ -128,3 +128,36 @@ def damage_image(path: Path, how: str) -> None:
         path.write_bytes(b"this is not an image\n")
     else:
         raise ValueError(how)
+
+
+def disfa_crop_store(root: Path, labels: np.ndarray, parts: Sequence[int], *, valid: Sequence[bool] | None = None,
+                     ext: str = "png", blur: float = 0.0, seed: int = 0, shift: tuple[float, float] = (10.0, 5.0),
+                     step: float = 1.0, sequence: str = "") -> tuple:
+    """DISFA-like 300×280 noise frames of SN001 with template landmarks (frame i shifted ``step``·i px) → the
+    crop store and AU-centre cache the loader reads; frames whose ``valid`` is false have no landmarks.
+    Returns (index, crops folder, cache folder)."""
+    import cv2
+    import pandas as pd
+
+    from au_ttt.data.align import load_aligned, template_points, write_crops
+    from au_ttt.data.heatmaps import HeatmapConfig, write_centre_cache
+    from au_ttt.data.landmarks import LandmarkSet, index_hash
+    from au_ttt.data.protocol import DISFA_AUS
+
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    images = [f"SN001/{i}.{ext}" for i in range(n)]
+    for rel in images:
+        (root / "raw" / rel).parent.mkdir(parents=True, exist_ok=True)
+        noise = rng.integers(0, 255, (280, 300, 3), dtype=np.uint8)
+        cv2.imwrite(str(root / "raw" / rel), cv2.GaussianBlur(noise, (0, 0), blur) if blur else noise)
+    index = pd.DataFrame({"dataset": "disfa", "subject": "SN001", "sequence": sequence, "frame": range(n),
+                          "image": images, "part": list(parts)})
+    index[[f"AU{a}" for a in DISFA_AUS]] = np.asarray(labels, np.int8)
+    pts = np.stack([template_points() + np.array([shift[0] + step * i, shift[1]]) for i in range(n)])
+    ok = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
+    lms = LandmarkSet(pts.astype(np.float32), ok.astype(np.float32), ok, index_hash(index), "test")
+    write_crops(index, root / "raw", lms, root / "crops", progress=False)
+    aligned = load_aligned(root / "crops", index)
+    write_centre_cache(root / "cache", aligned.points, aligned.valid, HeatmapConfig(), index_hash(index))
+    return index, root / "crops", root / "cache"

@@ -126,8 +126,9 @@ def listening_sockets(pids: list[int]) -> list[tuple[str, int]]:
 
 
 # --- data products: a small BP4D-format SynthAU replica ------------------------------------------------
-def synth_bp4d(root: Path, config: Path, bp4d_frames: int = 8, disfa_frames: int = 5) -> Path:
-    """SynthAU BP4D frames (2 subjects per part, 3 tasks; 144 frames at the default 8 per task) through index →
+def synth_bp4d(root: Path, config: Path, bp4d_frames: int = 8, disfa_frames: int = 5,
+               subjects_per_part: int = 2) -> Path:
+    """SynthAU BP4D frames (``subjects_per_part`` per part, 3 tasks; 144 frames at the defaults) through index →
     landmarks → crops → heatmaps under ``root``; returns the folder holding index.parquet, crops/ and heatmaps/
     (the default is the smallest replica every AU has positives in)."""
     from au_ttt.cli import main
@@ -137,8 +138,8 @@ def synth_bp4d(root: Path, config: Path, bp4d_frames: int = 8, disfa_frames: int
     def au_ttt(*args):
         assert main([*map(str, args)]) == 0, args
 
-    au_ttt("synth", "--out", root / "synth", "--subjects-per-part", 2, "--bp4d-tasks", 3, "--bp4d-frames", bp4d_frames,
-           "--disfa-frames", disfa_frames, "--no-progress")
+    au_ttt("synth", "--out", root / "synth", "--subjects-per-part", subjects_per_part, "--bp4d-tasks", 3,
+           "--bp4d-frames", bp4d_frames, "--disfa-frames", disfa_frames, "--no-progress")
     au_ttt("data", "index", "--dataset", "bp4d", "--root", root / "synth/BP4D", "--out", d / "index.parquet",
            "--no-progress")
     au_ttt("landmarks", "--config", config, "--backend", "provided", "--index", d / "index.parquet",

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from replicas import disfa_crop_store
 
-from au_ttt.data.align import load_aligned, template_points, write_crops
 from au_ttt.data.dataset import AUFrameDataset, benchmark_loader, split_rows
-from au_ttt.data.heatmaps import HeatmapConfig, write_centre_cache
-from au_ttt.data.landmarks import LandmarkSet, index_hash
+from au_ttt.data.heatmaps import HeatmapConfig
 from au_ttt.data.protocol import DISFA_AUS
 from au_ttt.errors import InputError
 
@@ -21,26 +19,11 @@ AU_COLS = [f"AU{a}" for a in DISFA_AUS]  # 1, 2, 4, 6, 9, 12, 25, 26
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """4 DISFA-like frames (part 1, 1, 2, 2); frame 3 has no landmarks. Returns (index, crops, cache)."""
-    root = tmp_path_factory.mktemp("ds")
-    rng = np.random.default_rng(0)
-    images = [f"SN001/{i}.png" for i in range(4)]
-    for rel in images:
-        (root / "raw" / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / "raw" / rel), rng.integers(0, 255, (280, 300, 3), dtype=np.uint8))
     labels = np.array([[1, 0, -1, 1, 0, 0, 1, 0],
                        [0, 0, 0, 0, 0, 0, 0, 0],
                        [1, 1, 1, 1, 1, 1, 1, 1],
                        [1, 1, 1, 1, 1, 1, 1, 1]], np.int8)
-    index = pd.DataFrame({"dataset": "disfa", "subject": "SN001", "sequence": "", "frame": range(4),
-                          "image": images, "part": [1, 1, 2, 2]})
-    index[AU_COLS] = labels
-    pts = np.stack([template_points() + np.array([10.0 + i, 5.0]) for i in range(4)]).astype(np.float32)
-    ok = np.array([True, True, True, False])
-    lms = LandmarkSet(pts, ok.astype(np.float32), ok, index_hash(index), "test")
-    write_crops(index, root / "raw", lms, root / "crops", progress=False)
-    aligned = load_aligned(root / "crops", index)
-    write_centre_cache(root / "cache", aligned.points, aligned.valid, HeatmapConfig(), index_hash(index))
-    return index, root / "crops", root / "cache"
+    return disfa_crop_store(tmp_path_factory.mktemp("ds"), labels, [1, 1, 2, 2], valid=[True, True, True, False])
 
 
 def test_item_shapes_dtypes_and_label_mask(store) -> None:

@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 from conftest import REPO
+from runkit import synth_bp4d
 
 from au_ttt.cli import main
 
@@ -29,21 +30,11 @@ def e2e(tmp_path_factory):
     cfg["train"].update(threads=2, epochs=40)
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    d = tmp_path / "bp4d"
+    d = synth_bp4d(tmp_path, config, bp4d_frames=12, disfa_frames=10, subjects_per_part=4)
 
     def au_ttt(*args):
         assert main([*map(str, args)]) == 0, args
 
-    au_ttt("synth", "--out", tmp_path / "synth", "--seed", 0, "--subjects-per-part", 4, "--bp4d-tasks", 3,
-           "--bp4d-frames", 12, "--disfa-frames", 10, "--no-progress")
-    au_ttt("data", "index", "--dataset", "bp4d", "--root", tmp_path / "synth/BP4D", "--out", d / "index.parquet",
-           "--no-progress")
-    au_ttt("landmarks", "--config", config, "--backend", "provided", "--index", d / "index.parquet",
-           "--dataset-root", tmp_path / "synth/BP4D", "--out", d / "landmarks.npz", "--no-progress")
-    au_ttt("crops", "--config", config, "--index", d / "index.parquet", "--landmarks", d / "landmarks.npz",
-           "--out", d / "crops", "--no-progress")
-    au_ttt("heatmaps", "--config", config, "--index", d / "index.parquet", "--crops", d / "crops",
-           "--out", d / "heatmaps", "--no-progress")
     au_ttt("pretrain", "--config", config, "--make-digits", tmp_path / "digits")
     au_ttt("pretrain", "--config", config, "--out", tmp_path / "pretrain", "--device", "cpu")
     run = tmp_path / "runs/bp4d-test1"

@@ -4,17 +4,14 @@ moved to the device (uint8 batches + jitter parameters give what the workers com
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from replicas import damage_image
+from replicas import damage_image, disfa_crop_store
 
-from au_ttt.data.align import crop_path, load_aligned, template_points, write_crops
+from au_ttt.data.align import crop_path
 from au_ttt.data.batch_transforms import jitter_batch, model_images
 from au_ttt.data.dataset import AUFrameDataset, benchmark_loader, set_device_photometric
-from au_ttt.data.heatmaps import HeatmapConfig, write_centre_cache
 from au_ttt.data.images import ImageError, read_crop, read_image
-from au_ttt.data.landmarks import LandmarkSet, index_hash
 from au_ttt.data.protocol import DISFA_AUS
 from au_ttt.data.transforms import PhotometricTransform
 
@@ -22,25 +19,8 @@ from au_ttt.data.transforms import PhotometricTransform
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """Three textured DISFA-like frames with landmarks → crop store and centre cache."""
-    import cv2
-
-    root = tmp_path_factory.mktemp("fast")
-    rng = np.random.default_rng(1)
-    images = [f"SN001/{i}.jpg" for i in range(3)]
-    for rel in images:
-        (root / "raw" / rel).parent.mkdir(parents=True, exist_ok=True)
-        noise = cv2.GaussianBlur(rng.integers(0, 255, (280, 300, 3), dtype=np.uint8), (0, 0), 2)
-        cv2.imwrite(str(root / "raw" / rel), noise)
-    index = pd.DataFrame({"dataset": "disfa", "subject": "SN001", "sequence": "left", "frame": range(3),
-                          "image": images, "part": 1})
-    index[[f"AU{a}" for a in DISFA_AUS]] = np.int8(1)
-    pts = np.stack([template_points() + np.array([8.0 + 3 * i, 4.0]) for i in range(3)]).astype(np.float32)
-    ok = np.ones(3, bool)
-    write_crops(index, root / "raw", LandmarkSet(pts, ok.astype(np.float32), ok, index_hash(index), "test"),
-                root / "crops", progress=False)
-    aligned = load_aligned(root / "crops", index)
-    write_centre_cache(root / "cache", aligned.points, aligned.valid, HeatmapConfig(), index_hash(index))
-    return index, root / "crops", root / "cache"
+    return disfa_crop_store(tmp_path_factory.mktemp("fast"), np.ones((3, len(DISFA_AUS)), np.int8), [1, 1, 1],
+                            ext="jpg", blur=2, seed=1, shift=(8.0, 4.0), step=3.0, sequence="left")
 
 
 def test_read_crop_gives_read_image_pixels(store) -> None:
