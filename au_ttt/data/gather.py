@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,33 +112,41 @@ def _same(values: list[tuple[Path, Any]], what: str) -> Any:
     return first
 
 
+def _shard_parts(shards: list[Shard], sub: str, load: Callable[[Path, pd.DataFrame], Any],
+                 agreed: dict[str, str]) -> tuple[list[tuple[Shard, Any]], dict[str, Any]]:
+    """Each shard's record (``load(shard/sub, shard index)``) and the attributes of ``agreed`` (name → what it
+    is, for the error) that every shard must share."""
+    parts = [(s, load(s.folder / sub, s.index)) for s in shards]
+    same = {name: _same([(s.folder / sub, getattr(p, name)) for s, p in parts], what) for name, what in agreed.items()}
+    return parts, same
+
+
+def _scatter(out: Any, parts: list[tuple[Shard, Any]], names: tuple[str, ...]) -> Any:
+    """Copy each shard's per-row arrays ``names`` into the whole-index record ``out`` at the shard's rows."""
+    for shard, part in parts:
+        for name in names:
+            getattr(out, name)[shard.rows] = getattr(part, name)
+    return out
+
+
 def merge_landmarks(index: pd.DataFrame, shards: list[Shard]) -> LandmarkSet:
     """Landmarks of the whole index from the shards' landmark files (each checked against its sub-index)."""
-    parts = [(s, load_landmarks(s.folder / SHARD_LANDMARKS, s.index)) for s in shards]
-    backend = _same([(s.folder / SHARD_LANDMARKS, p.backend) for s, p in parts], "landmark backends")
-    settings = _same([(s.folder / SHARD_LANDMARKS, p.settings) for s, p in parts], "landmark settings")
+    parts, same = _shard_parts(shards, SHARD_LANDMARKS, load_landmarks,
+                               {"backend": "landmark backends", "settings": "landmark settings"})
     n = len(index)
     out = LandmarkSet(np.full((n, 68, 2), np.nan, np.float32), np.zeros(n, np.float32), np.zeros(n, bool),
-                      index_hash(index), backend, np.zeros(n, np.int8), None, settings)
-    for shard, part in parts:
-        out.points[shard.rows], out.score[shard.rows] = part.points, part.score
-        out.success[shard.rows], out.image_error[shard.rows] = part.success, part.image_error
-    return out
+                      index_hash(index), same["backend"], np.zeros(n, np.int8), None, same["settings"])
+    return _scatter(out, parts, ("points", "score", "success", "image_error"))
 
 
 def merge_aligned(index: pd.DataFrame, shards: list[Shard]) -> AlignedSet:
     """The aligned landmarks/status of the whole index from the shards' crop stores."""
-    parts = [(s, load_aligned(s.folder / SHARD_CROPS, s.index)) for s in shards]
-    size = _same([(s.folder / SHARD_CROPS, p.size) for s, p in parts], "crop sizes")
-    settings = _same([(s.folder / SHARD_CROPS, p.settings) for s, p in parts], "crop settings")
+    parts, same = _shard_parts(shards, SHARD_CROPS, load_aligned, {"size": "crop sizes", "settings": "crop settings"})
     n = len(index)
     out = AlignedSet(np.full((n, 68, 2), np.nan, np.float32), np.zeros(n, bool),
-                     np.full((n, 2, 3), np.nan, np.float32), index_hash(index), size, np.zeros(n, np.int8),
-                     np.zeros(n, np.int8), None, settings)
-    for shard, part in parts:
-        for name in ("points", "valid", "matrix", "status", "image_error"):
-            getattr(out, name)[shard.rows] = getattr(part, name)
-    return out
+                     np.full((n, 2, 3), np.nan, np.float32), index_hash(index), same["size"], np.zeros(n, np.int8),
+                     np.zeros(n, np.int8), None, same["settings"])
+    return _scatter(out, parts, ("points", "valid", "matrix", "status", "image_error"))
 
 
 def link_or_copy(src: Path, dst: Path) -> bool:
