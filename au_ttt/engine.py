@@ -6,12 +6,13 @@ A notebook trains a fold in three lines::
     settings = engine.load("config/config.yaml")
     metrics = engine.train(settings, engine.DataPaths(index, crops, heatmaps), "bp4d", 1, "runs/bp4d-1")
 
-``au-ttt train`` and ``au-ttt evaluate`` parse their arguments, call these functions and print; the run
-directory, run key, train.log, MLflow run and logged model are the same either way.
+``au-ttt train``, ``au-ttt evaluate`` and ``au-ttt pretrain`` parse their arguments, call these functions and
+print; the run directory, run key, train.log, MLflow run and logged model are the same either way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,10 +24,10 @@ from au_ttt.settings import Settings, load_settings
 from au_ttt.train.data import DataPaths
 
 if TYPE_CHECKING:
-    from au_ttt.train.records import CrossMetrics, FoldMetrics
+    from au_ttt.train.records import CrossMetrics, FoldMetrics, PretrainResult
     from au_ttt.train.tracking import RunLogger
 
-__all__ = ["DataPaths", "evaluate", "load", "train", "with_overrides"]
+__all__ = ["DataPaths", "evaluate", "load", "pretrain", "train", "with_overrides"]
 
 log = logging.getLogger("au_ttt.engine")
 load = load_settings
@@ -159,3 +160,28 @@ def evaluate(settings: Settings, run_dir: str | Path, dataset: str, paths: DataP
     with job_device(device) as place:
         return evaluate_run(settings, run_dir, dataset, paths.index, paths.crops, paths.heatmaps, out,
                             target_part=target_part, device=place.device)
+
+
+def pretrain(settings: Settings, out: str | Path, *, data_root: str | Path | None = None,
+             max_steps: int | None = None, device: str = "auto") -> PretrainResult:
+    """Classification pretraining of the backbone in this process into ``out`` (backbone.safetensors, what
+    :func:`train` loads as ``pretrained``, and pretrain.json).
+
+    Started by torchrun (``au-ttt pretrain --nproc N``) this is one DDP worker; the launcher holds ``out``'s lock.
+    Otherwise ``out`` is locked for the run: a second pretraining into it stops at once, naming the holder.
+    """
+    import os
+
+    from au_ttt.locks import run_dir_lock
+    from au_ttt.train.pretrain import pretrain as run_pretrain
+    from au_ttt.train.runtime import ENV_PG_STORE, interrupt_on_sigterm, job_device
+
+    cfg = settings.pretrain
+    if data_root is not None:
+        cfg = replace(cfg, data_root=str(data_root))
+    if max_steps is not None:
+        cfg = replace(cfg, max_steps=max_steps)
+    interrupt_on_sigterm()
+    worker = ENV_PG_STORE in os.environ or os.environ.get("RANK", "0") != "0"
+    with contextlib.nullcontext() if worker else run_dir_lock(out), job_device(device) as place:
+        return run_pretrain(settings.model, cfg, Path(out), device=place.device)

@@ -56,3 +56,20 @@ def test_settings_are_typed_and_overrides_apply(data):
 
     settings = engine.with_overrides(engine.load(data["config"]), pretrained="none", threads=3)
     assert settings.train.pretrained is None and settings.train.threads == 3
+
+
+def test_engine_pretrains_like_the_command(data, tmp_path):
+    """:func:`engine.pretrain` and `au-ttt pretrain` write the same backbone (same seed, same steps)."""
+    from au_ttt import engine
+
+    digits = tmp_path / "digits"
+    assert main(["pretrain", "--config", str(data["config"]), "--make-digits", str(digits)]) == 0
+    settings = engine.load(data["config"])
+    result = engine.pretrain(settings, tmp_path / "engine", data_root=digits, max_steps=2, device="cpu")
+    assert result.steps == 2 and (tmp_path / "engine/backbone.safetensors").is_file()
+    assert main(["pretrain", "--config", str(data["config"]), "--out", str(tmp_path / "cli"), "--data-root",
+                 str(digits), "--max-steps", "2", "--device", "cpu"]) == 0
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "engine/backbone.safetensors"), load_file(tmp_path / "cli/backbone.safetensors")
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)

@@ -15,10 +15,6 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from au_ttt.settings import Settings
 
 HELP = "ImageNet-style pretraining of the backbone (one process, or --nproc N local DDP processes)"
 
@@ -70,10 +66,11 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """--make-digits, a torchrun launch of --nproc workers, or :func:`au_ttt.engine.pretrain` in this process."""
+    from au_ttt import engine
     from au_ttt.errors import InputError
-    from au_ttt.settings import load_settings
 
-    settings = load_settings(args.config)
+    settings = engine.load(args.config)
     if args.make_digits:
         from au_ttt.train.pretrain import write_digits_imagefolder
 
@@ -84,37 +81,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--out is required (directory for backbone.safetensors)")
     if args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
-    from au_ttt.train.runtime import ENV_PG_STORE
-
-    if ENV_PG_STORE in os.environ or os.environ.get("RANK", "0") != "0":
-        return _pretrain(args, settings)  # a worker of a launch whose launcher (or rank 0) holds --out
-    from au_ttt.locks import run_dir_lock
-
-    with run_dir_lock(args.out):  # two pretrainings into one --out would mix backbone and record: refused here
-        return _pretrain(args, settings)
-
-
-def _pretrain(args: argparse.Namespace, settings: Settings) -> int:
-    """Pretraining in this process, or the launch of ``--nproc`` processes."""
-    from dataclasses import replace
-
-    cfg = settings.pretrain
-    if cfg.source != "imagenet":
+    if settings.pretrain.source != "imagenet":
         log.warning("%s: pretrain.source is %r, so the DAG does not pretrain; pretraining on %s as asked",
-                    args.config, cfg.source, args.data_root or cfg.data_root)
+                    args.config, settings.pretrain.source, args.data_root or settings.pretrain.data_root)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _launch(args)
-    if args.data_root:
-        cfg = replace(cfg, data_root=args.data_root)
-    if args.max_steps is not None:
-        cfg = replace(cfg, max_steps=args.max_steps)
+        from au_ttt.locks import run_dir_lock
 
-    from au_ttt.train.pretrain import pretrain
-    from au_ttt.train.runtime import interrupt_on_sigterm, job_device
-
-    interrupt_on_sigterm()
-    with job_device(args.device) as place:
-        result = pretrain(settings.model, cfg, args.out, device=place.device)
+        with run_dir_lock(args.out):  # two pretrainings into one --out would mix backbone and record
+            return _launch(args)
+    result = engine.pretrain(settings, args.out, data_root=args.data_root, max_steps=args.max_steps,
+                             device=args.device)
     if os.environ.get("RANK", "0") == "0":
         print(f"pretrained {result.steps} steps (world size {result.world_size}), val top-1 "
               f"{result.val_top1:.3f} → {args.out}")
