@@ -7,6 +7,7 @@ outputs [0, 1, 2, 3, 6] are compared with DISFA's AUs [0, 1, 2, 3, 5] (AUs 1, 2,
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,12 @@ from torch.utils.data import DataLoader
 from au_ttt.data.batch_transforms import model_images
 from au_ttt.fileio import atomic_write
 from au_ttt.metrics import all_positive_f1, f1_per_au
+from au_ttt.train.heartbeat import Heartbeat
 from au_ttt.train.runtime import autocast_for, worker_init
 
 __all__ = ["evaluate_model", "predict", "write_predictions"]
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -31,11 +35,13 @@ def predict(model, dataset, device: torch.device, batch_size: int = 64, workers:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         worker_init_fn=worker_init if workers else None)
     rows, probs = [], []
+    beat = Heartbeat(log, "scoring frames", len(dataset))
     for batch in loader:
         with autocast_for(device, amp):
             out = model(model_images(batch, device), batch["roi_masks"].to(device))
         probs.append(torch.sigmoid(out.logits.float()).cpu().numpy())
         rows.append(np.asarray(batch["row"]))
+        beat.tick(len(rows[-1]))
     return np.concatenate(rows), np.concatenate(probs)
 
 

@@ -34,6 +34,7 @@ from au_ttt.model.au_ttt import save_weights
 from au_ttt.model.baselines import build_model
 from au_ttt.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from au_ttt.train.evaluate import evaluate_model, write_predictions
+from au_ttt.train.heartbeat import Heartbeat
 from au_ttt.train.recipe import NonFiniteLoss, build_optimisation, update
 from au_ttt.train.records import FoldMetrics, RunInfo, RunSpec
 from au_ttt.train.runkey import RunKey
@@ -90,6 +91,7 @@ def _train_epoch(model, loader, criterion, opt, epoch: int, device: torch.device
     sums: dict[str, float] = {}
     n = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    beat = Heartbeat(log, f"{desc}: training images", len(loader.dataset))
     for i, batch in enumerate(bar):
         failpoint(f"epoch{epoch + 1}.step{i + 1}")
         images = model_images(batch, device)   # uint8 batches (CUDA) get their float work here
@@ -106,6 +108,7 @@ def _train_epoch(model, loader, criterion, opt, epoch: int, device: torch.device
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
         bar.set_postfix(loss=f"{sums['total'] / n:.4f}", lr=f"{opt.lr:.2e}")
+        beat.tick(bs, loss=f"{sums['total'] / n:.4f}")
     return {f"train_{k}": v / max(n, 1) for k, v in sums.items()}
 
 
