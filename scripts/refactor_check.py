@@ -84,7 +84,8 @@ def compare(a: Path, b: Path) -> dict:
     """Every run both trees made: numbers and probabilities equal, or which differ."""
     import numpy as np
 
-    rel = lambda root: {p.relative_to(root) for p in root.glob("results/*/**/metrics.json")}  # noqa: E731
+    rel = lambda root: {p.relative_to(root) for top in ("runs", "cross")  # noqa: E731
+                        for p in (root / "results" / top).rglob("metrics.json")}
     both, only = sorted(rel(a) & rel(b)), sorted(rel(a) ^ rel(b))
     differ, probs_checked = [], 0
     for r in both:
