@@ -30,10 +30,16 @@ def train_check(config: str = "config/paper.yaml", *, device: str = "auto", step
     from au_ttt.losses import AULoss
     from au_ttt.model.au_ttt import AUTTT
     from au_ttt.settings import load_settings
-    from au_ttt.train.runtime import resolve_device
+    from au_ttt.train.recipe import NonFiniteLoss, build_optimisation, update
+    from au_ttt.train.runtime import autocast_for, resolve_device
 
     dev = resolve_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
+    if amp not in ("none", "bf16"):
+        from au_ttt.errors import InputError
+
+        raise InputError(f"--amp {amp}: training runs in bf16 or fp32 (train.amp), so the training check does too; "
+                         "use --amp bf16 or none")
     batch = batch or (64 if dev.type == "cuda" else 4)
     settings = load_settings(config)
     cfg = settings.model
@@ -48,30 +54,31 @@ def train_check(config: str = "config/paper.yaml", *, device: str = "auto", step
     labels = labels.to(dev)
     heat = (torch.randn(batch, num_aus, hm, hm, generator=g) * 0.5).to(dev)
     criterion = AULoss(settings.loss, DATASETS[0], labels.clamp_min(0).mean(0).clamp(0.05, 0.95).cpu()).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.train.lr, weight_decay=settings.train.weight_decay)
-    dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    # the training loop's own optimisation (timm AdamW, clipping, the loss check) at a constant learning rate
+    opt = build_optimisation(model, lr=settings.train.lr, weight_decay=settings.train.weight_decay,
+                             total_steps=steps, warmup_steps=0, warmup_lr=settings.train.lr,
+                             min_lr=settings.train.lr, grad_clip=settings.train.grad_clip)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     losses, times = [], []
-    for _ in range(steps):
+    for i in range(steps):
         t0 = time.perf_counter()
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+        with autocast_for(dev, amp):
             out = model(x, masks)
         loss = criterion(out.logits.float(), out.heatmaps.float(), labels, heat)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if settings.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.train.grad_clip)
-        optimizer.step()
+        losses.append(float(loss.detach()))
+        try:
+            update(opt, model, loss, where=f"bench step {i + 1}", hint=f"train.lr (now {settings.train.lr:g})")
+        except NonFiniteLoss:
+            break  # reported below as all_finite: false
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         times.append(time.perf_counter() - t0)
-        losses.append(float(loss.detach()))
-    median = statistics.median(times[1:] or times)
+    median = statistics.median(times[1:] or times or [float("nan")])
     return {
         "config": config, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "amp": amp, "batch": batch, "img_size": size, "steps": steps, "lr": settings.train.lr,
-        "img_per_s": batch / median, "first_step_s": times[0],
+        "img_per_s": batch / median, "first_step_s": times[0] if times else float("nan"),
         "peak_mem_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else float("nan"),
         "losses": losses, "all_finite": all(math.isfinite(v) for v in losses),
         "loss_fell": losses[-1] < 0.5 * losses[0] if len(losses) > 1 else False,

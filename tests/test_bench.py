@@ -6,6 +6,7 @@ import math
 import pytest
 import timm
 import torch
+from conftest import REPO
 from torch.utils.flop_counter import FlopCounterMode
 
 from au_ttt.bench import plot_scaling, ratio_table, run_bench, summarise
@@ -92,3 +93,15 @@ def test_bench_arguments_are_checked(capsys):
     assert main(["bench", "--sizes", "100"]) == 2
     err = capsys.readouterr().err
     assert "one value per size" in err and "multiples of the patch size" in err
+
+
+def test_train_check_runs_the_training_loops_optimisation(tmp_path):
+    """`au-ttt bench --train-check` steps through the training loop's own AdamW, clipping and loss check: on the
+    demo model the loss on one fixed batch falls by half, and fp16 (which training does not run) is refused."""
+    from au_ttt.bench_train import train_check
+    from au_ttt.errors import InputError
+
+    result = train_check(str(REPO / "config/config.yaml"), device="cpu", steps=20)
+    assert result["all_finite"] and result["loss_fell"] and len(result["losses"]) == 20
+    with pytest.raises(InputError, match="bf16 or fp32"):
+        train_check(str(REPO / "config/config.yaml"), device="cpu", steps=1, amp="fp16")
