@@ -72,9 +72,18 @@ RES = resolve_resources(WF.get("resources"), f"{RESOLVED_CONFIG}: workflow.resou
 # the jobs (Snakemake does not see imported code; a mere checkout that touches mtimes reruns nothing).
 CODE = source_digest()
 
+
 # Cheap bookkeeping jobs run on the submit host under a cluster executor.
 # (synthau is added where it is defined: it exists only for SynthAU data)
-localrules: all, data_products, pretrained_backbone, experiments, frame_index, pretrain_digits, tables, benchmark_figure
+localrules:
+    all,
+    data_products,
+    pretrained_backbone,
+    experiments,
+    frame_index,
+    pretrain_digits,
+    tables,
+    benchmark_figure,
 
 
 if FULL not in VARIANTS:
@@ -85,24 +94,32 @@ PRETRAIN_SOURCE = (config.get("pretrain") or {}).get("source", "imagenet")
 USE_PRETRAINED = bool(WF["pretrain"]) and PRETRAIN_SOURCE != "none"
 RUN_PRETRAIN = USE_PRETRAINED and PRETRAIN_SOURCE == "imagenet"
 if USE_PRETRAINED and PRETRAIN_SOURCE == "timm_checkpoint" and not (config.get("pretrain") or {}).get("checkpoint"):
-    raise ValueError("pretrain.source is 'timm_checkpoint' but pretrain.checkpoint is not set: give the path of a "
-                     "local timm vit_small_patch16_224 file (.safetensors or .pth)")
+    raise ValueError(
+        "pretrain.source is 'timm_checkpoint' but pretrain.checkpoint is not set: give the path of a "
+        "local timm vit_small_patch16_224 file (.safetensors or .pth)"
+    )
 
 for _b in BASELINES:
     if _b != PROBE and _b not in VARIANTS:
-        raise ValueError(f"workflow.baselines names {_b!r}, which is neither a config variant ({VARIANTS}) nor "
-                         f"{PROBE!r} (the HOG + logistic-regression probe)")
+        raise ValueError(
+            f"workflow.baselines names {_b!r}, which is neither a config variant ({VARIANTS}) nor "
+            f"{PROBE!r} (the HOG + logistic-regression probe)"
+        )
     if _b in (FULL, PROBE) and BASELINE_WEIGHTS.get(_b):
         raise ValueError(f"workflow.baseline_weights.{_b}: only the timm baselines start from a timm file")
 
 if DATA_KIND == "synthau" and "synthau" not in WF:
-    raise ValueError("workflow.data is 'synthau' but the workflow.synthau section (root, seed, sizes) is missing; "
-                     "copy it from config/config.yaml")
+    raise ValueError(
+        "workflow.data is 'synthau' but the workflow.synthau section (root, seed, sizes) is missing; "
+        "copy it from config/config.yaml"
+    )
 if DATA_KIND == "real":
     for name in DATASETS + (["imagenet"] if RUN_PRETRAIN else []):
         if not WF["roots"].get(name):
-            raise ValueError(f"workflow.data is 'real' but workflow.roots.{name} is not set; point it at your "
-                             f"licensed copy (see README 'Real data')")
+            raise ValueError(
+                f"workflow.data is 'real' but workflow.roots.{name} is not set; point it at your "
+                f"licensed copy (see README 'Real data')"
+            )
 
 
 def print_plan() -> None:
@@ -121,6 +138,7 @@ def print_plan() -> None:
 
 DATASET_RE = "|".join(dataset_registry.names())  # every registered dataset (a plug-in's too), no other folder
 
+
 wildcard_constraints:
     dataset=DATASET_RE,
     shard="[A-Za-z0-9_]+",
@@ -135,6 +153,7 @@ wildcard_constraints:
 
 def section_params(*sections) -> str:
     """Hash of the config sections a job depends on: Snakemake's params trigger reruns it when they change."""
+
     def pick(key):
         node = config
         for part in key.split("."):
@@ -170,9 +189,12 @@ def get_shard_dirs(wildcards) -> list[str]:
 
 def get_gather_inputs(wildcards) -> dict[str, list[str] | str]:
     dirs = get_shard_dirs(wildcards)
-    return {"index": f"{RESULTS}/data/{wildcards.dataset}/index.parquet",
-            "landmarks": [f"{d}/landmarks.npz" for d in dirs], "crops": [f"{d}/crops" for d in dirs],
-            "heatmaps": [f"{d}/heatmaps" for d in dirs]}
+    return {
+        "index": f"{RESULTS}/data/{wildcards.dataset}/index.parquet",
+        "landmarks": [f"{d}/landmarks.npz" for d in dirs],
+        "crops": [f"{d}/crops" for d in dirs],
+        "heatmaps": [f"{d}/heatmaps" for d in dirs],
+    }
 
 
 def raw_root(dataset: str) -> str:
@@ -217,14 +239,20 @@ def table1_runs() -> list[str]:
 
 
 def table3_runs() -> list[str]:
-    return [run_dir(WF["ablation_dataset"], "scratch", v, p, s) for v in ABLATION_VARIANTS for p in PARTS
-            for s in SEEDS]
+    return [
+        run_dir(WF["ablation_dataset"], "scratch", v, p, s) for v in ABLATION_VARIANTS for p in PARTS for s in SEEDS
+    ]
 
 
 def baseline_runs() -> list[str]:
     """Same-protocol baseline folds (our attention control's ablation-dataset folds are Table III's own runs)."""
-    return [probe_dir(d, p) if v == PROBE else run_dir(d, baseline_init(v), v, p, s)
-            for v in BASELINES for d in DATASETS for p in PARTS for s in ([0] if v == PROBE else SEEDS)]
+    return [
+        probe_dir(d, p) if v == PROBE else run_dir(d, baseline_init(v), v, p, s)
+        for v in BASELINES
+        for d in DATASETS
+        for p in PARTS
+        for s in ([0] if v == PROBE else SEEDS)
+    ]
 
 
 def _directions() -> list[tuple[str, str]]:
@@ -236,9 +264,16 @@ def cross_dirs() -> list[str]:
 
 
 def baseline_cross_dirs() -> list[str]:
-    return [f"{RESULTS}/cross/fit/{v}/fit/{s}_to_{t}" if v == PROBE else
-            f"{RESULTS}/cross/{baseline_init(v)}/{v}/seed{seed}/{s}_to_{t}"
-            for v in BASELINES for s, t in _directions() for seed in ([0] if v == PROBE else SEEDS)]
+    return [
+        (
+            f"{RESULTS}/cross/fit/{v}/fit/{s}_to_{t}"
+            if v == PROBE
+            else f"{RESULTS}/cross/{baseline_init(v)}/{v}/seed{seed}/{s}_to_{t}"
+        )
+        for v in BASELINES
+        for s, t in _directions()
+        for seed in ([0] if v == PROBE else SEEDS)
+    ]
 
 
 def table_inputs(dirs: list[str]) -> list[str]:
@@ -265,9 +300,16 @@ def get_experiment_products() -> list[str]:
 
 
 def get_final_outputs() -> list[str]:
-    return [f"{RESULTS}/tables/table1.md", f"{RESULTS}/tables/table2.md", f"{RESULTS}/tables/table3.md",
-            f"{RESULTS}/figures/figure1.png", f"{RESULTS}/figures/curves.png", f"{RESULTS}/metrics.json",
-            f"{RESULTS}/REPORT.md", f"{RESULTS}/figures/benchmark.png"]
+    return [
+        f"{RESULTS}/tables/table1.md",
+        f"{RESULTS}/tables/table2.md",
+        f"{RESULTS}/tables/table3.md",
+        f"{RESULTS}/figures/figure1.png",
+        f"{RESULTS}/figures/curves.png",
+        f"{RESULTS}/metrics.json",
+        f"{RESULTS}/REPORT.md",
+        f"{RESULTS}/figures/benchmark.png",
+    ]
 
 
 def raw_marker(wildcards=None) -> list[str]:
@@ -319,8 +361,11 @@ def get_train_inputs(wildcards) -> dict[str, list[str] | str]:
     d = data_dir(wildcards.dataset)
     inputs = {"index": f"{d}/index.parquet", "crops": f"{d}/crops", "heatmaps": f"{d}/heatmaps"}
     if wildcards.init == "pretrained":
-        inputs["backbone"] = (f"{RESULTS}/pretrain/backbone.safetensors" if PRETRAIN_SOURCE == "imagenet"
-                              else config["pretrain"]["checkpoint"])
+        inputs["backbone"] = (
+            f"{RESULTS}/pretrain/backbone.safetensors"
+            if PRETRAIN_SOURCE == "imagenet"
+            else config["pretrain"]["checkpoint"]
+        )
     elif wildcards.init == "timm":
         inputs["backbone"] = BASELINE_WEIGHTS[wildcards.variant]
     return inputs
@@ -337,8 +382,11 @@ def get_train_params(wildcards) -> str:
 def get_parent_name(wildcards) -> str:
     """MLflow parent = the table row this run belongs to (a Table III run shared by a baseline row keeps
     Table III's)."""
-    if (wildcards.init == "scratch" and wildcards.variant in ABLATION_VARIANTS
-            and wildcards.dataset == WF["ablation_dataset"]):
+    if (
+        wildcards.init == "scratch"
+        and wildcards.variant in ABLATION_VARIANTS
+        and wildcards.dataset == WF["ablation_dataset"]
+    ):
         return f"table3/{wildcards.dataset}/{wildcards.variant}"
     table = "table1" if wildcards.variant == FULL else "baselines"
     return f"{table}/{wildcards.dataset}/{wildcards.variant}"
@@ -347,10 +395,17 @@ def get_parent_name(wildcards) -> str:
 def get_cross_inputs(wildcards) -> dict[str, str]:
     d = data_dir(wildcards.target)
     part = WF["cross_domain_model_part"]
-    run = (probe_dir(wildcards.source, part) if wildcards.member == "fit" else
-           run_dir(wildcards.source, wildcards.init, wildcards.variant, part, wildcards.member.removeprefix("seed")))
-    return {"run": f"{run}/metrics.json", "index": f"{d}/index.parquet", "crops": f"{d}/crops",
-            "heatmaps": f"{d}/heatmaps"}
+    run = (
+        probe_dir(wildcards.source, part)
+        if wildcards.member == "fit"
+        else run_dir(wildcards.source, wildcards.init, wildcards.variant, part, wildcards.member.removeprefix("seed"))
+    )
+    return {
+        "run": f"{run}/metrics.json",
+        "index": f"{d}/index.parquet",
+        "crops": f"{d}/crops",
+        "heatmaps": f"{d}/heatmaps",
+    }
 
 
 def get_cross_part_arg(wildcards) -> list[str]:

@@ -4,7 +4,8 @@
 
 if DATA_KIND == "synthau":
 
-    localrules: synthau
+    localrules:
+        synthau,
 
     rule synthau:
         output:
@@ -13,6 +14,10 @@ if DATA_KIND == "synthau":
             f"{RESULTS}/logs/synthau.log",
         conda:
             "../envs/au_ttt.yaml"
+        threads: RES["synthau"].threads
+        resources:
+            mem_mb=RES["synthau"].mem_mb,
+            runtime=RES["synthau"].runtime,
         params:
             code=CODE,
             root=get_synth_root,
@@ -21,10 +26,6 @@ if DATA_KIND == "synthau":
             tasks=WF["synthau"]["bp4d_tasks"],
             bp4d_frames=WF["synthau"]["bp4d_frames"],
             disfa_frames=WF["synthau"]["disfa_frames"],
-        threads: RES["synthau"].threads
-        resources:
-            mem_mb=RES["synthau"].mem_mb,
-            runtime=RES["synthau"].runtime,
         shell:
             "au-ttt synth --out {params.root:q} --seed {params.seed:q} --subjects-per-part {params.spp:q} "
             "--bp4d-tasks {params.tasks:q} --bp4d-frames {params.bp4d_frames:q} "
@@ -39,9 +40,13 @@ if DATA_KIND == "real":
         log:
             f"{RESULTS}/logs/data_check/{{dataset}}.log",
         benchmark:
-            f"{RESULTS}/benchmarks/data_check/{{dataset}}.tsv",
+            f"{RESULTS}/benchmarks/data_check/{{dataset}}.tsv"
         conda:
             "../envs/au_ttt.yaml"
+        threads: RES["data_check"].threads
+        resources:
+            mem_mb=RES["data_check"].mem_mb,
+            runtime=RES["data_check"].runtime,
         params:
             code=CODE,
             root=get_raw_root,
@@ -49,10 +54,6 @@ if DATA_KIND == "real":
             # the full report lives beside the log: Snakemake deletes a failed job's outputs, and a failed
             # check is exactly when the user needs every mismatch, not the log's first lines
             report=f"{RESULTS}/logs/data_check/{{dataset}}.json",
-        threads: RES["data_check"].threads
-        resources:
-            mem_mb=RES["data_check"].mem_mb,
-            runtime=RES["data_check"].runtime,
         shell:
             "au-ttt data check --dataset {wildcards.dataset:q} --root {params.root:q} --expect {params.expect:q} "
             "--out {params.report:q} --no-progress > {log:q} 2>&1 && cp {params.report:q} {output:q}"
@@ -66,17 +67,17 @@ rule disfa_frames:
     log:
         f"{RESULTS}/logs/disfa_frames/{{subject}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/disfa_frames/disfa-{{subject}}.tsv",
+        f"{RESULTS}/benchmarks/disfa_frames/disfa-{{subject}}.tsv"
     conda:
         "../envs/au_ttt.yaml"
-    params:
-        code=CODE,
-        root=raw_root("disfa"),
-        frames=get_output_dir,
     threads: RES["disfa_frames"].threads
     resources:
         mem_mb=RES["disfa_frames"].mem_mb,
         runtime=RES["disfa_frames"].runtime,
+    params:
+        code=CODE,
+        root=raw_root("disfa"),
+        frames=get_output_dir,
     shell:
         "au-ttt data frames --root {params.root:q} --out {params.frames:q} --subjects {wildcards.subject:q} "
         "--force --missing-ok --no-progress > {log:q} 2>&1"
@@ -91,17 +92,17 @@ rule frame_index:
     log:
         f"{RESULTS}/logs/frame_index/{{dataset}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/frame_index/{{dataset}}.tsv",
+        f"{RESULTS}/benchmarks/frame_index/{{dataset}}.tsv"
     conda:
         "../envs/au_ttt.yaml"
-    params:
-        code=CODE,
-        root=get_raw_root,
-        frames=get_frames_arg,
     threads: RES["frame_index"].threads
     resources:
         mem_mb=RES["frame_index"].mem_mb,
         runtime=RES["frame_index"].runtime,
+    params:
+        code=CODE,
+        root=get_raw_root,
+        frames=get_frames_arg,
     shell:
         "au-ttt data index --dataset {wildcards.dataset:q} --root {params.root:q} {params.frames:q} "
         "--out {output.index:q} --no-progress > {log:q} 2>&1"

@@ -12,9 +12,14 @@ rule cross_domain:
     log:
         f"{RESULTS}/logs/cross/{{init}}-{{variant}}-{{member}}-{{source}}_to_{{target}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/cross/{{init}}-{{variant}}-{{member}}-{{source}}_to_{{target}}.tsv",
+        f"{RESULTS}/benchmarks/cross/{{init}}-{{variant}}-{{member}}-{{source}}_to_{{target}}.tsv"
     conda:
         "../envs/au_ttt.yaml"
+    threads: RES["cross_domain"].threads
+    resources:
+        mem_mb=RES["cross_domain"].mem_mb,
+        runtime=RES["cross_domain"].runtime,
+        gpu=RES["cross_domain"].gpus,
     params:
         code=CODE,
         config=RESOLVED_CONFIG,
@@ -22,11 +27,6 @@ rule cross_domain:
         out=f"{RESULTS}/cross/{{init}}/{{variant}}/{{member}}/{{source}}_to_{{target}}",
         part=get_cross_part_arg,
         settings=section_params("heatmaps", "workflow.cross_domain_test"),
-    threads: RES["cross_domain"].threads
-    resources:
-        mem_mb=RES["cross_domain"].mem_mb,
-        runtime=RES["cross_domain"].runtime,
-        gpu=RES["cross_domain"].gpus,
     shell:
         "OMP_NUM_THREADS={threads} au-ttt evaluate --config {params.config:q} --run {params.run:q} "
         "--dataset {wildcards.target:q} --index {input.index:q} --crops {input.crops:q} "

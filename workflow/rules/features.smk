@@ -12,9 +12,13 @@ rule landmarks:
     log:
         f"{RESULTS}/logs/landmarks/{{dataset}}-{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/landmarks/{{dataset}}-{{shard}}.tsv",
+        f"{RESULTS}/benchmarks/landmarks/{{dataset}}-{{shard}}.tsv"
     conda:
         "../envs/au_ttt.yaml"
+    threads: RES["landmarks"].threads
+    resources:
+        mem_mb=RES["landmarks"].mem_mb,
+        runtime=RES["landmarks"].runtime,
     params:
         code=CODE,
         config=RESOLVED_CONFIG,
@@ -22,10 +26,6 @@ rule landmarks:
         raw_root=get_raw_root,
         subjects=get_shard_subjects,
         settings=section_params("landmarks"),
-    threads: RES["landmarks"].threads
-    resources:
-        mem_mb=RES["landmarks"].mem_mb,
-        runtime=RES["landmarks"].runtime,
     shell:
         "au-ttt landmarks --config {params.config:q} --index {input.index:q} --root {params.image_root:q} "
         "--dataset-root {params.raw_root:q} --subjects {params.subjects:q} --out {output:q} --workers {threads} "
@@ -41,19 +41,19 @@ rule crops:
     log:
         f"{RESULTS}/logs/crops/{{dataset}}-{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/crops/{{dataset}}-{{shard}}.tsv",
+        f"{RESULTS}/benchmarks/crops/{{dataset}}-{{shard}}.tsv"
     conda:
         "../envs/au_ttt.yaml"
+    threads: RES["crops"].threads
+    resources:
+        mem_mb=RES["crops"].mem_mb,
+        runtime=RES["crops"].runtime,
     params:
         code=CODE,
         config=RESOLVED_CONFIG,
         image_root=get_image_root,
         subjects=get_shard_subjects,
         settings=section_params("crops"),
-    threads: RES["crops"].threads
-    resources:
-        mem_mb=RES["crops"].mem_mb,
-        runtime=RES["crops"].runtime,
     shell:
         "au-ttt crops --config {params.config:q} --index {input.index:q} --root {params.image_root:q} "
         "--landmarks {input.landmarks:q} --subjects {params.subjects:q} --out {output:q} --no-progress "
@@ -69,18 +69,18 @@ rule heatmaps:
     log:
         f"{RESULTS}/logs/heatmaps/{{dataset}}-{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/heatmaps/{{dataset}}-{{shard}}.tsv",
+        f"{RESULTS}/benchmarks/heatmaps/{{dataset}}-{{shard}}.tsv"
     conda:
         "../envs/au_ttt.yaml"
+    threads: RES["heatmaps"].threads
+    resources:
+        mem_mb=RES["heatmaps"].mem_mb,
+        runtime=RES["heatmaps"].runtime,
     params:
         code=CODE,
         config=RESOLVED_CONFIG,
         subjects=get_shard_subjects,
         settings=section_params("heatmaps"),
-    threads: RES["heatmaps"].threads
-    resources:
-        mem_mb=RES["heatmaps"].mem_mb,
-        runtime=RES["heatmaps"].runtime,
     shell:
         "au-ttt heatmaps --config {params.config:q} --index {input.index:q} --crops {input.crops:q} "
         "--subjects {params.subjects:q} --out {output:q} --no-progress > {log:q} 2>&1"
@@ -96,16 +96,16 @@ rule gather:
     log:
         f"{RESULTS}/logs/gather/{{dataset}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/gather/{{dataset}}.tsv",
+        f"{RESULTS}/benchmarks/gather/{{dataset}}.tsv"
     conda:
         "../envs/au_ttt.yaml"
-    params:
-        code=CODE,
-        shards=get_shard_dirs,
     threads: RES["gather"].threads
     resources:
         mem_mb=RES["gather"].mem_mb,
         runtime=RES["gather"].runtime,
+    params:
+        code=CODE,
+        shards=get_shard_dirs,
     shell:
         "au-ttt gather --index {input.index:q} --shards {params.shards:q} --out-landmarks {output.landmarks:q} "
         "--out-crops {output.crops:q} --out-heatmaps {output.heatmaps:q} --no-progress > {log:q} 2>&1"

@@ -53,9 +53,13 @@ rule tables:
     log:
         f"{RESULTS}/logs/tables.log",
     benchmark:
-        f"{RESULTS}/benchmarks/tables/tables.tsv",
+        f"{RESULTS}/benchmarks/tables/tables.tsv"
     conda:
         "../envs/au_ttt.yaml"
+    threads: RES["tables"].threads
+    resources:
+        mem_mb=RES["tables"].mem_mb,
+        runtime=RES["tables"].runtime,
     params:
         code=CODE,
         config=RESOLVED_CONFIG,
@@ -66,10 +70,6 @@ rule tables:
         baselines=(["--baselines", *baseline_runs()] if BASELINES else []),
         baseline_cross=(["--baselines-cross", *baseline_cross_dirs()] if BASELINES else []),
         out=get_report_root,
-    threads: RES["tables"].threads
-    resources:
-        mem_mb=RES["tables"].mem_mb,
-        runtime=RES["tables"].runtime,
     shell:
         "au-ttt tables --config {params.config:q} --data {params.data:q} --table1 {params.table1:q} "
         "--table2 {params.table2:q} --table3 {params.table3:q} {params.baselines:q} {params.baseline_cross:q} "
@@ -90,11 +90,11 @@ rule benchmark_figure:
         ),
     log:
         f"{RESULTS}/logs/benchmark_figure.log",
+    conda:
+        "../envs/au_ttt.yaml"
     threads: 1
     resources:
         mem_mb=100,
         runtime=1,
-    conda:
-        "../envs/au_ttt.yaml"
     shell:
         "cp {input:q} {output:q} 2> {log:q}"

@@ -21,9 +21,14 @@ rule train:
     log:
         f"{RESULTS}/logs/train/{{dataset}}-{{init}}-{{variant}}-seed{{seed}}-test{{part}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{dataset}}-{{init}}-{{variant}}-seed{{seed}}-test{{part}}.tsv",
+        f"{RESULTS}/benchmarks/train/{{dataset}}-{{init}}-{{variant}}-seed{{seed}}-test{{part}}.tsv"
     conda:
         "../envs/au_ttt.yaml"
+    threads: RES["train"].threads
+    resources:
+        mem_mb=RES["train"].mem_mb,
+        runtime=RES["train"].runtime,
+        gpu=RES["train"].gpus,
     params:
         code=CODE,
         config=RESOLVED_CONFIG,
@@ -31,11 +36,6 @@ rule train:
         pretrained=get_pretrained_arg,
         parent=get_parent_name,
         settings=get_train_params,
-    threads: RES["train"].threads
-    resources:
-        mem_mb=RES["train"].mem_mb,
-        runtime=RES["train"].runtime,
-        gpu=RES["train"].gpus,
     shell:
         "OMP_NUM_THREADS={threads} au-ttt train --config {params.config:q} --dataset {wildcards.dataset:q} "
         "--test-part {wildcards.part:q} --variant {wildcards.variant:q} --index {input.index:q} "
@@ -55,16 +55,16 @@ rule probe:
         f"{RESULTS}/logs/probe/{{dataset}}-test{{part}}.log",
     conda:
         "../envs/au_ttt.yaml"
+    threads: 1
+    resources:
+        mem_mb=RES["cross_domain"].mem_mb,
+        runtime=RES["cross_domain"].runtime,
     params:
         code=CODE,
         config=RESOLVED_CONFIG,
         out=f"{RESULTS}/runs/{{dataset}}/fit/{PROBE}/test{{part}}",
         parent=f"baselines/{{dataset}}/{PROBE}",
         settings=section_params("heatmaps"),
-    threads: 1
-    resources:
-        mem_mb=RES["cross_domain"].mem_mb,
-        runtime=RES["cross_domain"].runtime,
     shell:
         "OMP_NUM_THREADS={threads} au-ttt probe --config {params.config:q} --dataset {wildcards.dataset:q} "
         "--test-part {wildcards.part:q} --index {input.index:q} --crops {input.crops:q} "
