@@ -45,7 +45,7 @@ SCALES = {"full": {"bp4d_frames": None, "disfa_frames": None, "check": "publishe
 # The deliberately tiny model: data settings stay the paper's (224 px input, patch 16, 14×14 heatmaps), the
 # network is one block of width 32 with the Table III baseline's switches (a linear token mixer, no MSP, no AU
 # RoI branch), so model compute does not hide the data path's cost. With the full model's switches the same
-# width-32 block cost about 50 CPU-ms per image here (its many small ops, docs/rehearsal/README.md): one DISFA
+# width-32 block cost about 60 CPU-ms per image in the training process here (its many small ops): one DISFA
 # epoch would have taken hours on 2 cores and measured the scan, not the loader.
 TINY_MODEL = {"embed_dim": 32, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "drop_path_rate": 0.0}
 TINY_SWITCHES = {"mixer": "linear", "bidirectional": False, "msp": False, "au_roi": False}
