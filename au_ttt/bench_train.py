@@ -12,10 +12,26 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from au_ttt.model.config import ModelConfig
+
 __all__ = ["train_check"]
+
+
+def _fixed_batch(cfg: ModelConfig, heatmap_size: int, batch: int, num_aus: int, seed: int, dev: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One seeded batch: images, RoI masks, labels (30 % positive, a few unknown) and signed heatmap targets."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, cfg.img_size, cfg.img_size, generator=g).to(dev)
+    masks = torch.rand(batch, num_aus, *cfg.grid_size, generator=g).to(dev)
+    labels = (torch.rand(batch, num_aus, generator=g) < 0.3).float()
+    labels[torch.rand(batch, num_aus, generator=g) < 0.05] = -1.0                 # a few unknown labels
+    heat = (torch.randn(batch, num_aus, heatmap_size, heatmap_size, generator=g) * 0.5).to(dev)
+    return x, masks, labels.to(dev), heat
 
 
 def train_check(config: str = "config/paper.yaml", *, device: str = "auto", steps: int = 30, batch: int | None = None,
@@ -45,14 +61,8 @@ def train_check(config: str = "config/paper.yaml", *, device: str = "auto", step
     cfg = settings.model
     torch.manual_seed(seed)
     model = AUTTT(cfg, num_aus).to(dev).train()
-    g = torch.Generator().manual_seed(seed)
-    size, grid, hm = cfg.img_size, cfg.grid_size, model.heatmap_size
-    x = torch.randn(batch, 3, size, size, generator=g).to(dev)
-    masks = torch.rand(batch, num_aus, *grid, generator=g).to(dev)
-    labels = (torch.rand(batch, num_aus, generator=g) < 0.3).float()
-    labels[torch.rand(batch, num_aus, generator=g) < 0.05] = -1.0                 # a few unknown labels
-    labels = labels.to(dev)
-    heat = (torch.randn(batch, num_aus, hm, hm, generator=g) * 0.5).to(dev)
+    size = cfg.img_size
+    x, masks, labels, heat = _fixed_batch(cfg, model.heatmap_size, batch, num_aus, seed, dev)
     criterion = AULoss(settings.loss, DATASETS[0], labels.clamp_min(0).mean(0).clamp(0.05, 0.95).cpu()).to(dev)
     # the training loop's own optimisation (timm AdamW, clipping, the loss check) at a constant learning rate
     opt = build_optimisation(model, lr=settings.train.lr, weight_decay=settings.train.weight_decay,
