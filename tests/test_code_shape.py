@@ -81,6 +81,15 @@ def test_dataset_names_live_in_the_dataset_modules(name: str) -> None:
         "\n".join(found)
 
 
+@pytest.mark.parametrize("name", ["bp4d", "disfa"])
+def test_the_workflow_names_no_dataset(name: str) -> None:
+    """The rules take datasets from the config and the registry: no quoted name or path segment in them."""
+    rules = [REPO / "Snakefile", *sorted((REPO / "workflow").rglob("*.smk")), REPO / "workflow/Snakefile"]
+    found = [f"{p.relative_to(REPO)}:{i}" for p in rules for i, line in enumerate(p.read_text().splitlines(), 1)
+             if any(f"{q}{name}{q}" in line.lower() for q in ('"', "'", "/"))]
+    assert not found, f"{name!r} written in the workflow (use the registry):\n" + "\n".join(found)
+
+
 def test_the_shape_checks_can_fail(tmp_path: Path) -> None:
     """The checks above see what they look for: a planted long function and a planted literal."""
     planted = tmp_path / "planted.py"

@@ -40,7 +40,6 @@ SEEDS = list(WF.get("seeds", [0]))  # every row trains each fold once per seed (
 PROBE = "hog_lr"  # the HOG + logistic-regression probe (au-ttt probe): a baseline without a config variant
 BASELINES = list(WF.get("baselines", []))  # same-protocol rows of Tables I and II
 BASELINE_WEIGHTS = WF.get("baseline_weights") or {}
-DISFA_FRAMES = f"{RESULTS}/data/disfa/frames"  # one folder of decoded left-camera frames per subject
 
 
 def _write_resolved_config() -> str:
@@ -137,6 +136,8 @@ def print_plan() -> None:
 
 
 DATASET_RE = "|".join(dataset_registry.names())  # every registered dataset (a plug-in's too), no other folder
+# the datasets whose index reads decoded video frames (one folder per subject under frames_dir)
+DECODED_RE = "|".join(d for d in dataset_registry.names() if dataset_registry.get(d).frames_required)
 
 
 wildcard_constraints:

@@ -59,15 +59,18 @@ if DATA_KIND == "real":
             "--out {params.report:q} --no-progress > {log:q} 2>&1 && cp {params.report:q} {output:q}"
 
 
+# One job per subject of each dataset whose index reads decoded video frames (DISFA's left-camera videos).
 rule disfa_frames:
     input:
         raw_marker,
     output:
-        directory(f"{DISFA_FRAMES}/{{subject}}"),
+        directory(f"{RESULTS}/data/{{dataset}}/frames/{{subject}}"),
     log:
-        f"{RESULTS}/logs/disfa_frames/{{subject}}.log",
+        f"{RESULTS}/logs/disfa_frames/{{dataset}}-{{subject}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/disfa_frames/disfa-{{subject}}.tsv"
+        f"{RESULTS}/benchmarks/disfa_frames/{{dataset}}-{{subject}}.tsv"
+    wildcard_constraints:
+        dataset=DECODED_RE,
     conda:
         "../envs/au_ttt.yaml"
     threads: RES["disfa_frames"].threads
@@ -76,7 +79,7 @@ rule disfa_frames:
         runtime=RES["disfa_frames"].runtime,
     params:
         code=CODE,
-        root=raw_root("disfa"),
+        root=get_raw_root,
         frames=get_output_dir,
     shell:
         "au-ttt data frames --root {params.root:q} --out {params.frames:q} --subjects {wildcards.subject:q} "
