@@ -227,7 +227,7 @@ def scaling_markdown(report: dict, timings: Path, command: str) -> str:
         "## Measured at full count",
         "",
         f"A complete-count replica ({frames['bp4d']:,} BP4D + {frames['disfa']:,} DISFA = {total:,} frames, "
-        "every published subject, task and video) went through every stage of the real-data DAG with "
+        "every published subject, task and video) went through the stages of the real-data DAG listed below with "
         "`config/paper.yaml`'s data settings (crop 256, input 224, the paper's heatmaps, batch 64, 8 loader "
         "workers) and a deliberately tiny model (one block of width 32), so that the data path's cost is not "
         "hidden by model compute. Sums over each stage's jobs, from Snakemake's `benchmark:` files:",
