@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from au_ttt.errors import InputError
-from au_ttt.tables.collect import CrossResult, FoldGroup, RunResult, _folds, group_cross
+from au_ttt.tables.collect import PARTS, CrossResult, FoldGroup, RunResult, _folds, group_cross
 
 __all__ = ["BaselineRow", "baseline_label", "group_baselines"]
 
@@ -54,14 +54,15 @@ class BaselineRow:
     cross: dict[tuple[str, str], CrossResult] = field(default_factory=dict)
 
 
-def group_baselines(runs: Sequence[RunResult], cross: Sequence[CrossResult]) -> list[BaselineRow]:
-    """Rows in the order their variants first appear; every (dataset, variant) needs all three folds."""
+def group_baselines(runs: Sequence[RunResult], cross: Sequence[CrossResult],
+                    parts: Sequence[int] = PARTS) -> list[BaselineRow]:
+    """Rows in the order their variants first appear; every (dataset, variant) needs the folds ``parts``."""
     order = list(dict.fromkeys(str(r.variant) for r in runs))
     rows = []
     for v in order:
         mine = [r for r in runs if str(r.variant) == v]
         datasets = sorted({r.dataset for r in mine})
-        within = {d: _folds([r for r in mine if r.dataset == d], d, v, "--baselines") for d in datasets}
+        within = {d: _folds([r for r in mine if r.dataset == d], d, v, "--baselines", parts) for d in datasets}
         results = [c for c in cross if str(c.variant) == v]
         directions = group_cross(results, "--baselines-cross") if results else {}
         rows.append(BaselineRow(v, baseline_label(v, mine[0].path), within, directions))

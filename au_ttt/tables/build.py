@@ -12,7 +12,7 @@ difference to the paper) gets its 95 % subject-level bootstrap interval as the c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,7 +21,7 @@ import pandas as pd
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, TITLES, cross_pairs
 from au_ttt.datasets.registry import in_paper_table
 from au_ttt.tables.baselines import BaselineRow
-from au_ttt.tables.collect import CONTROLS, CrossResult, FoldGroup
+from au_ttt.tables.collect import CONTROLS, PARTS, CrossResult, FoldGroup, fold_scope
 from au_ttt.tables.intervals import Interval
 from au_ttt.tables.published import ABLATION_COLUMNS, OURS, TABLE1, TABLE2, TABLE3
 from au_ttt.tables.uncertainty import Uncertainty, row_key
@@ -44,6 +44,23 @@ CONTROL_SOURCE = "our control (not in the paper)"  # Table III `source` of a con
 _FOLD_NOTE = ("Each value is the mean over the three subject-exclusive folds (test parts 1, 2, 3) of that fold's "
               "mean F1 over AUs (JAA-Net: \"the result is the average of three folds\"); F1 per AU at "
               "threshold 0.5, frame level.")
+
+
+def _scope(groups: Iterable[FoldGroup]) -> str:
+    """The folds behind a table's rows, as its title says it ("3-fold average" under the protocol)."""
+    return fold_scope(sorted({p for g in groups for p in g.parts}) or PARTS)
+
+
+def _fold_note(groups: Iterable[FoldGroup], data: DataKind) -> str:
+    """The protocol note, or — for a run configured with fewer folds — what its numbers are instead."""
+    parts = sorted({p for g in groups for p in g.parts})
+    if not parts or tuple(parts) == PARTS:
+        return _FOLD_NOTE
+    paper = " The paper's numbers beside them are 3-fold means: the difference is not a reproduction test." \
+        if data == "real" else ""
+    std = " The std over folds is undefined with one fold (shown as 0)." if len(parts) == 1 else ""
+    return (f"Folds of this run: {fold_scope(parts)}, as `workflow.test_parts` configured it — not the protocol's "
+            f"three folds: each value is the mean over those folds of the fold's mean F1 over AUs.{std}{paper}")
 
 
 @dataclass
@@ -138,12 +155,12 @@ def table1(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertainty | N
     cols = [NAMES[d] for d in groups]
     display = ["Rows", "Method", "Venue", *cols] if data == "real" else ["Rows", "Method", *cols]
     every = [*groups.values(), *(g for b in baselines for g in b.within.values())]
-    notes = [_FOLD_NOTE, *_notes(unc, groups.values()), _policy_note(every),
+    notes = [_fold_note(groups.values(), data), *_notes(unc, groups.values()), _policy_note(every),
              "Sample std over folds (ddof 1; the paper's ± convention), per-fold values, interval bounds and "
              "best-epoch numbers are in table1.csv.", *_baseline_notes(baselines, data)]
     if data == "real":
         notes.append("Paper rows: Table I of arXiv 2503.23450 (AU-TTT pretrained on ImageNet-1K).")
-    title = _title(data, f"Table I — within-domain mean F1 (%) on {' and '.join(cols)}, 3-fold average")
+    title = _title(data, f"Table I — within-domain mean F1 (%) on {' and '.join(cols)}, {_scope(every)}")
     return Table("table1", title, frame, display, notes)
 
 
@@ -170,8 +187,8 @@ def table1_per_au(groups: Mapping[str, FoldGroup], data: DataKind, unc: Uncertai
         _put(avg, NAMES[d], g.mean_std[0], unc.row(g) if unc else None)
         avg.update({f"{NAMES[d]} test{p}": v for p, v in g.part_means().items()})
     frame = pd.DataFrame([*rows, avg])
-    text = "Table I per AU — within-domain F1 (%) of this run, 3-fold mean per AU"
-    notes = [_FOLD_NOTE, *_notes(unc, groups.values()),
+    text = f"Table I per AU — within-domain F1 (%) of this run, per AU, {_scope(groups.values())}"
+    notes = [_fold_note(groups.values(), data), *_notes(unc, groups.values()),
              "The paper reports no per-AU within-domain F1, so there is nothing to compare with. \"–\": the AU is "
              "not annotated in that dataset. Per-fold values are in table1_per_au.csv."]
     return Table("table1_per_au", _title(data, text), frame, ["AU", *(NAMES[d] for d in groups)], notes)
@@ -302,7 +319,7 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Settings |
     rows (``CONTROLS``, e.g. attention instead of TTT), labelled as ours and without a paper value."""
     rows, notes = [], []
     dataset = NAMES[next(iter(groups.values())).dataset]
-    for paper in TABLE3:
+    for paper in (p for p in TABLE3 if p.variant in groups):
         marks = _paper_row_marks(paper, settings, notes)
         rows.append({"source": "paper row",
                      **_ablation_row(paper.variant, groups[paper.variant], marks, data, unc, paper.avg)})
@@ -317,7 +334,10 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Settings |
     frame = pd.DataFrame(rows)
     nums = ["Avg. (paper)", "Avg. (this run)", "Δ (this run − paper)"] if data == "real" else ["Avg."]
     floors = sorted({round(g.floor, 1) for g in groups.values()})
-    notes = [_FOLD_NOTE, *_notes(unc, groups.values()),
+    left_out = [p.variant for p in TABLE3 if p.variant not in groups]
+    if left_out:
+        notes.append(f"Rows not run (the config's variants leave them out): {', '.join(left_out)}.")
+    notes = [_fold_note(groups.values(), data), *_notes(unc, groups.values()),
              "Std (this run): sample std over the three folds (ddof 1), the paper's ± convention; the interval is the "
              "primary uncertainty.", _policy_note(list(groups.values())),
              f"All-positive floor on these test folds: {', '.join(f'{f:.1f}' for f in floors)} %.", *notes]
@@ -326,7 +346,8 @@ def table3(groups: Mapping[str, FoldGroup], data: DataKind, settings: Settings |
         if dataset != NAMES[in_paper_table("III")[0]]:
             notes.append(f"This ablation ran on {dataset}, the paper's on BP4D: the Δ column compares different "
                          "datasets.")
-    title = _title(data, f"Table III — ablation of AU-TTT components on {dataset}, mean F1 (%), 3-fold average")
+    scope = _scope(groups.values())
+    title = _title(data, f"Table III — ablation of AU-TTT components on {dataset}, mean F1 (%), {scope}")
     return Table("table3", title, frame, ["Variant", *ABLATION_COLUMNS, *nums, "Std (this run)"], notes,
                  signed=["Δ (this run − paper)"])
 

@@ -21,10 +21,19 @@ from au_ttt.errors import InputError
 from au_ttt.tables.published import VARIANTS
 from au_ttt.train.records import BEST_KEY, CrossMetrics, FoldMetrics, load_json_object
 
-__all__ = ["BEST_KEY", "CrossResult", "FoldGroup", "RunResult", "Tracking", "group_ablation", "group_cross",
-           "group_within", "read_cross", "read_run"]
+__all__ = ["BEST_KEY", "PARTS", "CrossResult", "FoldGroup", "RunResult", "Tracking", "fold_scope", "group_ablation",
+           "group_cross", "group_within", "read_cross", "read_run"]
 
 PARTS = (1, 2, 3)
+
+
+def fold_scope(parts: Sequence[int]) -> str:
+    """How a row's folds are described in every title and note: the paper's protocol, or the subset a run
+    configured (``workflow.test_parts``), which is never the paper's 3-fold mean."""
+    parts = tuple(sorted(parts))
+    if parts == PARTS:
+        return "3-fold average"
+    return f"test part{'s' if len(parts) > 1 else ''} {', '.join(map(str, parts))} only ({len(parts)} of 3 folds)"
 _TRAIN_HINT = ("au-ttt train --dataset {d} --test-part {p}{v} --index INDEX --crops CROPS --heatmaps HEATMAPS "
                "--out RUN_DIR")
 _EVAL_HINT = ("au-ttt evaluate --run RUN_DIR(trained on {s}) --dataset {t} --index INDEX --crops CROPS "
@@ -98,6 +107,10 @@ class FoldGroup:
     dataset: str
     variant: str | None
     runs: tuple[RunResult, ...]  # ordered by test part, then seed
+
+    @property
+    def parts(self) -> tuple[int, ...]:
+        return tuple(sorted({r.test_part for r in self.runs}))
 
     def _fold_mean(self, values: Sequence[float]) -> tuple[float, float]:
         pct = [100.0 * v for v in values]
@@ -234,12 +247,19 @@ def read_cross(path: str | Path) -> CrossResult:
         train_tracking=read_tracking(train_run) if m.run and train_run.is_dir() else None)
 
 
-def _folds(runs: list[RunResult], dataset: str, variant: str | None, what: str) -> FoldGroup:
-    """One run per test part 1, 2, 3 and seed, the same seeds on every part — else an error naming the gap
-    and the command that fills it."""
+def _folds(runs: list[RunResult], dataset: str, variant: str | None, what: str,
+           parts: Sequence[int] = PARTS) -> FoldGroup:
+    """One run per test part in ``parts`` (the protocol: 1, 2, 3) and seed, the same seeds on every part — else
+    an error naming the gap and the command that fills it."""
     by_part: dict[int, list[RunResult]] = {}
     for r in runs:
         by_part.setdefault(r.test_part, []).append(r)
+    name = f"{dataset}{' ' + variant if variant else ''}"
+    extra = sorted(set(by_part) - set(parts))
+    if extra:
+        raise InputError(f"{what}: {name} has runs on test part(s) {', '.join(map(str, extra))}, outside --parts "
+                         f"{' '.join(map(str, parts))} ({', '.join(str(r.path) for p in extra for r in by_part[p])});"
+                         " pass only the configured folds, or add the part to --parts")
     for p, rs in by_part.items():
         seeds = [r.seed for r in rs]
         dup = next((s for s in seeds if seeds.count(s) > 1), None)
@@ -247,24 +267,26 @@ def _folds(runs: list[RunResult], dataset: str, variant: str | None, what: str) 
             same = [r for r in rs if r.seed == dup]
             raise InputError(f"{what}: {dataset} test part {p} is given {len(same)} times with seed {dup} "
                              f"({', '.join(str(r.path) for r in same)}); pass one run directory per fold and seed")
-    missing = [p for p in PARTS if p not in by_part]
+    missing = [p for p in parts if p not in by_part]
     if missing:
         v = f" --variant {variant}" if variant else ""
         cmds = "; ".join(f"`{_TRAIN_HINT.format(d=dataset, p=p, v=v)}`" for p in missing)
-        raise InputError(f"{what}: {dataset}{' ' + variant if variant else ''} lacks test part(s) "
-                         f"{', '.join(map(str, missing))} (3-fold mean needs parts 1, 2, 3); produce them with {cmds} "
-                         "and pass the run directories")
-    seeds = {p: sorted(r.seed for r in by_part[p]) for p in PARTS}
+        need = "3-fold mean needs parts 1, 2, 3" if tuple(parts) == PARTS else \
+            f"--parts {' '.join(map(str, parts))} asks for them"
+        raise InputError(f"{what}: {name} lacks test part(s) {', '.join(map(str, missing))} ({need}); produce them "
+                         f"with {cmds} and pass the run directories")
+    seeds = {p: sorted(r.seed for r in by_part[p]) for p in parts}
     if len({tuple(v) for v in seeds.values()}) > 1:
-        raise InputError(f"{what}: {dataset}{' ' + variant if variant else ''} has different seeds per test part "
+        raise InputError(f"{what}: {name} has different seeds per test part "
                          f"({'; '.join(f'part {p}: {v}' for p, v in seeds.items())}); a row averages the same seeds "
                          "on every fold — train the missing ones (`au-ttt train --seed N`)")
-    return FoldGroup(dataset, variant, tuple(sorted((r for p in PARTS for r in by_part[p]),
+    return FoldGroup(dataset, variant, tuple(sorted((r for p in parts for r in by_part[p]),
                                                     key=lambda r: (r.test_part, r.seed))))
 
 
-def group_within(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
-    """Table I: three folds for each of BP4D and DISFA, one variant per dataset."""
+def group_within(runs: Sequence[RunResult], parts: Sequence[int] = PARTS) -> dict[str, FoldGroup]:
+    """Table I: the folds ``parts`` (the protocol: all three) for each of BP4D and DISFA, one variant per
+    dataset."""
     out = {}
     for d in registry.in_paper_table("I"):
         mine = [r for r in runs if r.dataset == d]
@@ -273,7 +295,7 @@ def group_within(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
             raise InputError(f"--table1: {d} runs mix variants {variants} ({', '.join(str(r.path) for r in mine)}); "
                              "Table I takes the three folds of one model per dataset")
         hint = mine[0].variant if mine else (runs[0].variant if runs else None)  # for the error's command line
-        out[d] = _folds(mine, d, hint, "--table1 (Table I)")
+        out[d] = _folds(mine, d, hint, "--table1 (Table I)", parts)
     return out
 
 
@@ -281,22 +303,27 @@ def group_within(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
 CONTROLS: dict[str, str] = {"attention_control": "+ attention instead of TTT (our control, not in the paper)"}
 
 
-def group_ablation(runs: Sequence[RunResult]) -> dict[str, FoldGroup]:
-    """Table III: three folds for each of the six variants, all on one dataset (the paper: BP4D), then any of
-    our control variants (:data:`CONTROLS`) that has runs."""
+def group_ablation(runs: Sequence[RunResult], parts: Sequence[int] = PARTS,
+                   variants: Sequence[str] | None = None) -> dict[str, FoldGroup]:
+    """Table III: the folds ``parts`` for each of ``variants`` (default: the paper's six, then any of our control
+    variants (:data:`CONTROLS`) that has runs), all on one dataset (the paper: BP4D). A run configured with fewer
+    variants passes them, and the table shows those rows only."""
     datasets = sorted({r.dataset for r in runs})
     if len(datasets) > 1:
         raise InputError(f"--table3: runs on {datasets}; the ablation is on one dataset (the paper: BP4D)")
     known = (*VARIANTS, *CONTROLS)
-    unknown = sorted({str(r.variant) for r in runs if r.variant not in known})
+    bad_names = sorted(set(variants or ()) - set(known))
+    if bad_names:
+        raise InputError(f"--variants: {bad_names} are not Table III rows; choose from {', '.join(known)}")
+    wanted = tuple(v for v in known if v in variants) if variants is not None else \
+        (*VARIANTS, *(v for v in CONTROLS if any(r.variant == v for r in runs)))
+    unknown = sorted({str(r.variant) for r in runs if r.variant not in wanted})
     if unknown:
-        bad = [str(r.path) for r in runs if r.variant not in known][:3]
-        raise InputError(f"--table3: variant(s) {unknown} in {', '.join(bad)} are not Table III rows; train with "
-                         f"--variant one of {', '.join(known)}")
+        bad = [str(r.path) for r in runs if r.variant not in wanted][:3]
+        raise InputError(f"--table3: variant(s) {unknown} in {', '.join(bad)} are not among the Table III rows asked "
+                         f"for; train with --variant one of {', '.join(wanted)}, or list them in --variants")
     dataset = datasets[0] if datasets else registry.in_paper_table("III")[0]
-    present = [v for v in CONTROLS if any(r.variant == v for r in runs)]
-    return {v: _folds([r for r in runs if r.variant == v], dataset, v, "--table3 (Table III)")
-            for v in (*VARIANTS, *present)}
+    return {v: _folds([r for r in runs if r.variant == v], dataset, v, "--table3 (Table III)", parts) for v in wanted}
 
 
 def _seed_of(r: CrossResult) -> int:

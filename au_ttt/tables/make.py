@@ -29,6 +29,7 @@ from au_ttt.tables.build import (
     table3,
 )
 from au_ttt.tables.collect import (
+    PARTS,
     CrossResult,
     FoldGroup,
     group_ablation,
@@ -154,7 +155,8 @@ def _tracked_rows(within: Mapping[str, FoldGroup], cross: Mapping[tuple[str, str
 def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: Sequence[str | Path],
                 table3_runs: Sequence[str | Path], out: str | Path, *, config: str = "config/config.yaml",
                 settings: Settings | None = None, resampler: Resampler | None = None,
-                baseline_runs: Sequence[str | Path] = (), baseline_cross: Sequence[str | Path] = ()) -> TablesOutput:
+                baseline_runs: Sequence[str | Path] = (), baseline_cross: Sequence[str | Path] = (),
+                parts: Sequence[int] = PARTS, ablation_variants: Sequence[str] | None = None) -> TablesOutput:
     """Validate the runs, write tables/, figures/figure1.png and REPORT.md under ``out``.
 
     Args:
@@ -169,20 +171,23 @@ def make_tables(data: DataKind, table1_runs: Sequence[str | Path], table2_dirs: 
         baseline_runs: run directories of same-protocol baselines (timm ViT/ResNet, our attention control, the
             HOG + LR probe), three folds per dataset and seed: rows of Table I, compared with AU-TTT.
         baseline_cross: their cross-domain evaluation directories: rows of Table II.
+        parts: the folds every row must have (the protocol: 1, 2, 3); a run configured with fewer
+            (``workflow.test_parts``) gets tables that say so and no reproduction verdicts.
+        ablation_variants: the Table III rows (default: the paper's six plus any control with runs).
     """
     if data not in ("synthau", "real"):
         raise ValueError(f"data must be 'synthau' or 'real', got {data!r}")
-    within = group_within([read_run(p) for p in table1_runs])
+    within = group_within([read_run(p) for p in table1_runs], parts)
     cross = group_cross([read_cross(p) for p in table2_dirs])
-    ablation = group_ablation([read_run(p) for p in table3_runs])
-    baselines = group_baselines([read_run(p) for p in baseline_runs], [read_cross(p) for p in baseline_cross])
+    ablation = group_ablation([read_run(p) for p in table3_runs], parts, ablation_variants)
+    baselines = group_baselines([read_run(p) for p in baseline_runs], [read_cross(p) for p in baseline_cross], parts)
     others = {b.label: list(b.within.values()) for b in baselines} if baselines else None
     unc = assess(data, within, cross, ablation, resampler, others=others,
                  cross_others={b.label: b.cross for b in baselines if b.cross})
     tables = [table1(within, data, unc, baselines), table1_per_au(within, data, unc),
               table2(cross, data, unc, baselines),
               table3(ablation, data, settings, unc), comparisons_table(unc, data)]
-    if data == "real":
+    if data == "real" and unc.verdicts:
         tables.append(reproduction_table(unc))
     out = Path(out)
     files = [f for t in tables for f in write_table(t, out / "tables")]

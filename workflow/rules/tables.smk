@@ -67,12 +67,15 @@ rule tables:
         table1=table1_runs(),
         table2=cross_dirs(),
         table3=table3_runs(),
+        parts=PARTS,
+        variants=ABLATION_VARIANTS,
         baselines=(["--baselines", *baseline_runs()] if BASELINES else []),
         baseline_cross=(["--baselines-cross", *baseline_cross_dirs()] if BASELINES else []),
         out=get_report_root,
     shell:
         "au-ttt tables --config {params.config:q} --data {params.data:q} --table1 {params.table1:q} "
-        "--table2 {params.table2:q} --table3 {params.table3:q} {params.baselines:q} {params.baseline_cross:q} "
+        "--table2 {params.table2:q} --table3 {params.table3:q} --parts {params.parts:q} --variants {params.variants:q} "
+        "{params.baselines:q} {params.baseline_cross:q} "
         "--out {params.out:q} > {log:q} 2>&1"
 
 
