@@ -1,0 +1,110 @@
+"""Where the operations of one AU-TTT training step go: the sequential scan core against everything else.
+
+Why: issue 18 asks for at most 3× ViT-S's operations per training step on the default CPU path. This splits
+the count of :func:`au_ttt.model.opcount.count_ops` (aten operations, views included) into the scan core's
+forward and backward sweeps (``ttt_fused.scan_forward`` / ``scan_backward``, the loops over mini-batches) and
+the rest of the step, and the forward pass by block component, so the floor is plain: however few operations
+the rest ran, the loops alone set a lower bound on the ratio for any eager path.
+
+Usage: python scripts/ops_breakdown.py [--size 224] [--batch 1] [--out results/bench/scan/ops-breakdown.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from au_ttt.bench import _build, _steps
+from au_ttt.model import ttt_fused
+from au_ttt.model.opcount import count_ops
+
+CORE = ("scan_forward", "scan_backward")
+
+
+class _Regions(TorchDispatchMode):
+    """Counts each aten operation under the innermost region label active when it dispatched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack = ["rest of the step"]
+        self.counts: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[self.stack[-1]] += 1
+        return func(*args, **(kwargs or {}))
+
+    def labelled(self, fn, label: str):
+        def run(*a, **k):
+            self.stack.append(label)
+            try:
+                return fn(*a, **k)
+            finally:
+                self.stack.pop()
+        return run
+
+
+def _attribute(step, model: torch.nn.Module, per_component: bool) -> Counter[str]:
+    """Run ``step`` once with the scan core (and, for a forward, each block component) labelled."""
+    mode = _Regions()
+    saved = {name: getattr(ttt_fused, name) for name in CORE}
+    hooks = []
+    if per_component:
+        for block in getattr(model, "blocks", []):
+            for name, sub in block.named_children():
+                hooks.append(sub.register_forward_pre_hook(lambda m, i, n=name: mode.stack.append(f"block.{n}")))
+                hooks.append(sub.register_forward_hook(lambda m, i, o: mode.stack.pop() and None))
+    try:
+        for name in CORE:
+            setattr(ttt_fused, name, mode.labelled(saved[name], f"scan core: {name}"))
+        with mode:
+            step()
+    finally:
+        for name, fn in saved.items():
+            setattr(ttt_fused, name, fn)
+        for h in hooks:
+            h.remove()
+    return mode.counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("results/bench/scan/ops-breakdown.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    rows = {}
+    for name in ("au_ttt_vit_s16", "timm_vit_s16"):
+        model, fwd = _build(name, args.size, 12, torch.device("cpu"))
+        steps = _steps(model, fwd, x, "none")
+        rows[name] = {mode: {"total": count_ops(step).ops, "by_region": dict(_attribute(step, model, False))}
+                      for mode, step in steps.items()}
+        rows[name]["forward"]["by_component"] = dict(_attribute(steps["forward"], model, True))
+    au, vit = rows["au_ttt_vit_s16"]["train_step"], rows["timm_vit_s16"]["train_step"]
+    core = sum(v for k, v in au["by_region"].items() if k.startswith("scan core"))
+    summary = {
+        "ratio": round(au["total"] / vit["total"], 2),
+        "scan_core_ops": core, "rest_ops": au["total"] - core,
+        "floor_ratio_if_the_rest_matched_vit_s": round((core + vit["total"]) / vit["total"], 2),
+        "note": "scan core = the loops over mini-batches of every TTT scan (Bi-TTT and AU RoI TTT, forward and "
+                "backward); the floor assumes everything else cost no more operations than ViT-S's whole step",
+    }
+    doc = {"command": f"python scripts/ops_breakdown.py --size {args.size} --batch {args.batch}",
+           "torch": torch.__version__, "host": platform.machine(), "img_size": args.size, "batch": args.batch,
+           "models": rows, "summary": summary}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(args.out)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
