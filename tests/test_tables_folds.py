@@ -55,6 +55,7 @@ def test_one_fold_real_tables_say_so_and_give_no_verdicts(one_fold):
     assert not (tables / "reproduction.csv").exists() and "Reproduction verdicts" not in report
     assert "**Reproduction:" not in report and "> **Test part 1 only (1 of 3 folds).**" in report
     assert "no cell gets a reproduction verdict" in report
+    assert "mean over the folds this run trained — test part 1 only (1 of 3 folds) — of each fold's" in report
 
 
 def test_configured_folds_are_enforced(one_fold, tmp_path):
