@@ -233,8 +233,10 @@ def _start_ui(tmp_path: Path) -> tuple[subprocess.Popen, int]:
     config = tmp_path / "c.yaml"
     config.write_text(f"tracking:\n  uri_dir: {tmp_path / 'store'}\n")
     exe = Path(sys.executable).with_name("au-ttt")
-    proc = subprocess.Popen([str(exe), "mlflow-ui", "--config", str(config), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    # output to a file, not a pipe nobody reads while the server runs: a full pipe would block its writes
+    with open(tmp_path / "ui.log", "wb") as log:
+        proc = subprocess.Popen([str(exe), "mlflow-ui", "--config", str(config), "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 180  # a bound for a loaded 2-core machine, not a speed requirement
     while True:
         try:
@@ -243,7 +245,8 @@ def _start_ui(tmp_path: Path) -> tuple[subprocess.Popen, int]:
                 return proc, port
         except OSError:
             if proc.poll() is not None:
-                pytest.fail(f"mlflow-ui ended with status {proc.returncode}: {proc.stdout.read().decode()[-3000:]}")
+                pytest.fail(f"mlflow-ui ended with status {proc.returncode}: "
+                            f"{(tmp_path / 'ui.log').read_text()[-3000:]}")
             if time.monotonic() > deadline:
                 _kill_session(proc)
                 pytest.fail("mlflow ui did not answer /health within 180 s")
@@ -269,7 +272,7 @@ def test_mlflow_ui_serves(tmp_path):
         # a bound for a loaded 2-core machine, not a speed requirement: the server's graceful shutdown took
         # longer than 20 s at load 4 on a fresh clone's `make test`
         assert proc.wait(timeout=180) == 0
-        assert f"http://127.0.0.1:{port}" in proc.stdout.read().decode()
+        assert f"http://127.0.0.1:{port}" in (tmp_path / "ui.log").read_text()
     finally:
         _kill_session(proc)
 
