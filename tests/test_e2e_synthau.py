@@ -7,7 +7,6 @@ subjects instead of the AUs and stayed below the floor on every BP4D test part (
 """
 
 import json
-import os
 import time
 
 import pytest
@@ -21,9 +20,13 @@ from au_ttt.cli import main
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
     """Run the whole chain once; returns (training metrics, re-scored metrics, run dir, seconds)."""
-    tmp_path = tmp_path_factory.mktemp("e2e")
+    with pytest.MonkeyPatch.context() as mp:   # the setting must not leak into later tests' subprocesses
+        mp.setenv("OMP_NUM_THREADS", "2")
+        return _chain(tmp_path_factory.mktemp("e2e"))
+
+
+def _chain(tmp_path):
     start = time.time()
-    os.environ["OMP_NUM_THREADS"] = "2"
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["tracking"]["uri_dir"] = str(tmp_path / "mlflow")
     cfg["pretrain"].update(data_root=str(tmp_path / "digits"), max_steps=5)
