@@ -7,6 +7,7 @@ stand-ins for the index, crop store, heatmap cache and a pretrained backbone who
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -45,6 +46,12 @@ def toy_key(settings: Settings, root: Path, spec: RunSpec = SPEC, **overrides: P
 
 
 # --- processes (Linux /proc): fault-injection tests -------------------------------------------------------
+def sigint_default() -> None:
+    """``preexec_fn`` for a child a test interrupts with SIGINT: a shell that starts a command in the background
+    (``make test &``) hands it SIGINT ignored, children inherit that, and Python then keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stat(pid: int) -> tuple[str, int, int] | None:
     """(state, parent pid, session id) of a live process, None if it is gone."""
     try:

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 from replicas import tiny_synthau, tree_bytes
+from runkit import sigint_default
 
 from au_ttt.cli import main
 
@@ -70,7 +71,7 @@ def kill_at(tmp: Path, argv: list[str], slow: str, delay: float,
            "SLOW_CLI_MARK": str(mark)}
     with open(mark.with_suffix(".log"), "w") as log:
         proc = subprocess.Popen([sys.executable, str(SLOW), slow, str(delay), "--", *argv, "--no-progress"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+                                env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=sigint_default)
         cli = psutil.Process(proc.pid)
         try:
             deadline = time.monotonic() + WAIT

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from runkit import sigint_default
 
 from au_ttt.cli import main
 from au_ttt.errors import InputError
@@ -236,7 +237,8 @@ def _start_ui(tmp_path: Path) -> tuple[subprocess.Popen, int]:
     # output to a file, not a pipe nobody reads while the server runs: a full pipe would block its writes
     with open(tmp_path / "ui.log", "wb") as log:
         proc = subprocess.Popen([str(exe), "mlflow-ui", "--config", str(config), "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=sigint_default)
     deadline = time.monotonic() + 180  # a bound for a loaded 2-core machine, not a speed requirement
     while True:
         try:
