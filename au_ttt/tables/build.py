@@ -21,7 +21,7 @@ import pandas as pd
 from au_ttt.data.protocol import AUS, CROSS_DOMAIN_AUS, TITLES, cross_pairs
 from au_ttt.datasets.registry import in_paper_table
 from au_ttt.tables.baselines import BaselineRow
-from au_ttt.tables.collect import CONTROLS, PARTS, CrossResult, FoldGroup, fold_scope
+from au_ttt.tables.collect import CONTROLS, PARTS, CrossResult, FoldGroup, fold_parts, fold_scope
 from au_ttt.tables.intervals import Interval
 from au_ttt.tables.published import ABLATION_COLUMNS, OURS, TABLE1, TABLE2, TABLE3
 from au_ttt.tables.uncertainty import Uncertainty, row_key
@@ -48,13 +48,13 @@ _FOLD_NOTE = ("Each value is the mean over the three subject-exclusive folds (te
 
 def _scope(groups: Iterable[FoldGroup]) -> str:
     """The folds behind a table's rows, as its title says it ("3-fold average" under the protocol)."""
-    return fold_scope(sorted({p for g in groups for p in g.parts}) or PARTS)
+    return fold_scope(fold_parts(groups) or PARTS)
 
 
 def _fold_note(groups: Iterable[FoldGroup], data: DataKind) -> str:
     """The protocol note, or — for a run configured with fewer folds — what its numbers are instead."""
-    parts = sorted({p for g in groups for p in g.parts})
-    if not parts or tuple(parts) == PARTS:
+    parts = fold_parts(groups)
+    if not parts or parts == PARTS:
         return _FOLD_NOTE
     paper = " The paper's numbers beside them are 3-fold means: the difference is not a reproduction test." \
         if data == "real" else ""

@@ -21,7 +21,8 @@ from au_ttt.errors import InputError
 from au_ttt.tables.published import VARIANTS
 from au_ttt.train.records import BEST_KEY, CrossMetrics, FoldMetrics, load_json_object
 
-__all__ = ["BEST_KEY", "PARTS", "CrossResult", "FoldGroup", "RunResult", "Tracking", "fold_scope", "group_ablation",
+__all__ = ["BEST_KEY", "PARTS", "CrossResult", "FoldGroup", "RunResult", "Tracking", "fold_parts", "fold_scope",
+           "group_ablation",
            "group_cross", "group_within", "read_cross", "read_run"]
 
 PARTS = (1, 2, 3)
@@ -158,6 +159,11 @@ class FoldGroup:
         """MLflow parent names the folds were logged under (default: `au-ttt train`'s own default)."""
         names = {r.tracking.parent for r in self.runs if r.tracking and r.tracking.parent}
         return sorted(names) or [f"{self.dataset}/{self.variant or 'model'}"]
+
+
+def fold_parts(groups: Iterable[FoldGroup]) -> tuple[int, ...]:
+    """The test parts a set of rows holds (one ``--parts`` for every row: the grouping checks it)."""
+    return tuple(sorted({p for g in groups for p in g.parts}))
 
 
 def _metrics_path(path: str | Path) -> Path:

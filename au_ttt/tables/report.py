@@ -17,7 +17,7 @@ from pathlib import Path
 
 from au_ttt.tables.baselines import BaselineRow
 from au_ttt.tables.build import NAMES, SYNTHETIC, DataKind, Table
-from au_ttt.tables.collect import CONTROLS, PARTS, CrossResult, FoldGroup, Tracking, fold_scope
+from au_ttt.tables.collect import CONTROLS, PARTS, CrossResult, FoldGroup, Tracking, fold_parts, fold_scope
 from au_ttt.tables.intervals import Interval, summary
 from au_ttt.tables.render import fmt, to_markdown
 from au_ttt.tables.uncertainty import MIN_SUBJECTS, Comparison, Uncertainty, describe
@@ -168,8 +168,8 @@ def _method_lines(inp: ReportInputs) -> list[str]:
     dirty = " (uncommitted changes)" if inp.git.get("git.dirty") == "true" else ""
     unc = inp.uncertainty
     lines = [title, ""]
-    parts = sorted({p for g in (*inp.within.values(), *inp.ablation.values()) for p in g.parts})
-    partial = tuple(parts) != PARTS
+    parts = fold_parts((*inp.within.values(), *inp.ablation.values()))
+    partial = parts != PARTS
     if partial:
         lines += [f"> **{fold_scope(parts).capitalize()}.** This run was configured with fewer folds than the "
                   "protocol (`workflow.test_parts`): its within-domain numbers are not the 3-fold means the paper "

@@ -27,7 +27,7 @@ import pandas as pd
 from au_ttt.data.protocol import CROSS_DOMAIN_AUS, TITLES, cross_pairs
 from au_ttt.datasets import registry
 from au_ttt.errors import InputError
-from au_ttt.tables.collect import CONTROLS, PARTS, CrossResult, FoldGroup
+from au_ttt.tables.collect import CONTROLS, PARTS, CrossResult, FoldGroup, fold_parts
 from au_ttt.tables.intervals import (
     LEVEL,
     FoldCounts,
@@ -282,6 +282,6 @@ def assess(data: str, within: Mapping[str, FoldGroup], cross: Mapping[tuple[str,
     for a, b, against in ablation_pairs(list(ablation)):
         unc.comparisons.append(_compare("Table III", _NAMES[ablation[a].dataset], a, b, against, ablation[a],
                                         ablation[b], rows))
-    if data == "real" and all(g.parts == PARTS for g in (*within.values(), *ablation.values())):
+    if data == "real" and fold_parts((*within.values(), *ablation.values())) == PARTS:
         unc.verdicts = _verdicts(within, cross, ablation, unc)  # a subset of folds is not the paper's protocol
     return unc
