@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Does a refactor change results? Run the DAG at two commits and compare every run's numbers bit for bit.
+"""Does a change move results? Run the DAG at two commits and compare every run's numbers.
 
   .venv/bin/python scripts/refactor_check.py --base 0a52f33 --head b71fec3 --work /tmp/refactor-check \
       --json docs/refactor-check/oneofeach.json
@@ -11,6 +11,14 @@ then, for every run directory both commits made (``results/runs/**/metrics.json`
 ``==`` and the per-frame probabilities of ``predictions.parquet`` with ``numpy.array_equal``; the tables' CSVs
 are compared as text. Run keys, timestamps and paths are not compared (the code digest is in the run key, so
 it always differs).
+
+A change that is *meant* to move float32 rounding (a faster scan, another kernel) cannot be bit-identical;
+``--tolerance POINTS`` then judges it as another CPU would be judged (README, "How far your numbers may
+differ"): every table's headline cells (Table I's dataset means, Table II's averages, Table III's Avg.) within
+POINTS, and what does not depend on rounding exactly equal — frame counts, AU lists, all-positive floors,
+row and column labels. Per-AU and per-fold cells are reported (largest difference), not judged: one fold of
+four test subjects moves further than its mean. Both runs' job seconds (the DAG's ``benchmark:`` files,
+wall and CPU per rule) are summed beside the DAG's wall time, so a speed change is seen where it happens.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 NUMBERS = ("f1", "f1_mean", "all_positive_f1_mean", "test_frames", "best", "best_epoch_on_test", "aus")
+EXACT = ("all_positive_f1_mean", "test_frames", "aus")      # labels only: no rounding can move these
+EXACT_COLUMNS = ("All-positive floor",)
 
 
 def export(rev: str, work: Path) -> Path:
@@ -104,6 +114,76 @@ def compare(a: Path, b: Path) -> dict:
             "runs_in_one_only": [str(p) for p in only], "tables_compared": tables, "tables_differing": table_diff}
 
 
+def _headline(table: str, column: str, columns: list[str]) -> bool:
+    """A cell a table reports with its interval, not per AU: Table I's dataset means, Table II's direction
+    averages, Table III's Avg. (per-AU tables and the paired comparisons, derived from these, are not judged)."""
+    return (f"{column} lo" in columns and "AU" not in column
+            and not table.endswith("_per_au.csv") and table != "comparisons.csv")
+
+
+def _table_drift(a: Path, b: Path, name: str) -> dict:
+    """Largest headline and other numeric differences (points) between two renderings of one table."""
+    import numpy as np
+    import pandas as pd
+
+    ta, tb = (pd.read_csv(root / "results/tables" / name) for root in (a, b))
+    if list(ta.columns) != list(tb.columns) or ta.shape != tb.shape:
+        return {"same_shape": False}
+    out: dict = {"same_shape": True, "labels_equal": True, "exact_equal": True, "headline_max": 0.0,
+                 "headline_cell": None, "other_max": 0.0}
+    for col in ta.columns:
+        x, y = ta[col], tb[col]
+        if not (pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y)):
+            out["labels_equal"] &= bool(x.fillna("").astype(str).equals(y.fillna("").astype(str)))
+            continue
+        diff = np.abs(x.to_numpy(float) - y.to_numpy(float))
+        if col in EXACT_COLUMNS:
+            out["exact_equal"] &= bool(np.array_equal(x.to_numpy(float), y.to_numpy(float), equal_nan=True))
+        if not np.isfinite(diff).any():
+            continue
+        i = int(np.nanargmax(diff))
+        key = "headline" if _headline(name, col, list(ta.columns)) else "other"
+        if diff[i] > out[f"{key}_max"]:
+            out[f"{key}_max"] = round(float(diff[i]), 3)
+            if key == "headline":
+                out["headline_cell"] = f"{col}, row {i + 1}: {x.iloc[i]:.2f} vs {y.iloc[i]:.2f}"
+    return out
+
+
+def drift(a: Path, b: Path, tolerance: float) -> dict:
+    """A numerics change judged like another CPU: headline cells within ``tolerance`` points, labels exact."""
+    rel = lambda root: {p.relative_to(root) for top in ("runs", "cross")  # noqa: E731
+                        for p in (root / "results" / top).rglob("metrics.json")}
+    exact_differ, run_max = [], (0.0, "")
+    for r in sorted(rel(a) & rel(b)):
+        na, nb = _numbers(a / r), _numbers(b / r)
+        if any(na.get(k) != nb.get(k) for k in EXACT):
+            exact_differ.append(str(r))
+        if "f1_mean" in na and "f1_mean" in nb and abs(na["f1_mean"] - nb["f1_mean"]) * 100 > run_max[0]:
+            run_max = (round(abs(na["f1_mean"] - nb["f1_mean"]) * 100, 3), str(r.parent))
+    tables = {t.name: _table_drift(a, b, t.name) for t in sorted((a / "results/tables").glob("*.csv"))}
+    ok = not exact_differ and all(t.get("same_shape") and t["labels_equal"] and t["exact_equal"]
+                                  and t["headline_max"] <= tolerance for t in tables.values())
+    return {"tolerance_points": tolerance, "runs_exact_fields_differing": exact_differ,
+            "run_f1_mean_max_points": {"points": run_max[0], "run": run_max[1]}, "tables": tables,
+            "within_tolerance": ok}
+
+
+def job_seconds(root: Path) -> dict[str, dict[str, float]]:
+    """Wall and CPU seconds per rule, summed over the DAG's ``benchmark:`` files."""
+    import pandas as pd
+
+    out: dict[str, dict[str, float]] = {}
+    for tsv in sorted((root / "results/benchmarks").rglob("*.tsv")):
+        rule = tsv.relative_to(root / "results/benchmarks").parts[0]
+        row = pd.read_csv(tsv, sep="\t").iloc[-1]
+        acc = out.setdefault(rule, {"jobs": 0, "wall_s": 0.0, "cpu_s": 0.0})
+        acc["jobs"] += 1
+        acc["wall_s"] = round(acc["wall_s"] + float(row["s"]), 1)
+        acc["cpu_s"] = round(acc["cpu_s"] + float(row.get("cpu_time", 0.0) or 0.0), 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="commit before the refactor")
@@ -112,6 +192,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="scratch folder outside the repository")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the comparison here")
+    parser.add_argument("--tolerance", type=float, default=0.0, metavar="POINTS",
+                        help="0 (default): results must be bit-identical; > 0: a change meant to move float "
+                             "rounding, judged like another CPU (headline table cells within POINTS, floors, "
+                             "frame counts and labels exact); the README's cross-CPU figure is 3")
     args = parser.parse_args()
     work = args.work.resolve()
     if work.is_relative_to(REPO):
@@ -122,6 +206,9 @@ def main() -> None:
               "wall_s": {t.name: w["wall_s"] for t, w in zip(trees, walls, strict=True)},
               **compare(trees[0] / "_run", trees[1] / "_run")}
     result["identical"] = not (result["runs_differing"] or result["tables_differing"])
+    result["job_seconds"] = {t.name: job_seconds(t / "_run") for t in trees}
+    if args.tolerance > 0:
+        result["drift"] = drift(trees[0] / "_run", trees[1] / "_run", args.tolerance)
     text = json.dumps(result, indent=2) + "\n"
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
