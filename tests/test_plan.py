@@ -272,7 +272,11 @@ def test_paper_config_prints_every_stage(tmp_path, capsys):
     assert f"All {len(gm['validation'])} within 25%: yes" in text
     assert gm["au_ttt"]["train"]["batch"] == 64 and gm["au_ttt"]["pretrain"]["batch"] == 256
     assert "triton path (model.compile: false: on CUDA the scan runs as the Triton kernels)" in text
-    assert "With the eager op profiles instead:" in text
+    eager_h = plan["gpu_model"]["other_paths"]["eager"]["gpu_h"]
+    assert eager_h > 0 and f"With the eager op profiles instead: {eager_h:,.1f} GPU-hours in this plan" in text
+    # a plan with no GPU has no GPU-hours to compare: said in words, not as 0.0
+    assert main(["plan", "--config", str(REPO / "config" / "paper.yaml"), "--gpus", "0", "--bench"]) == 0
+    assert "eager op profiles instead: no stage of this plan runs on a GPU (--gpus 0)" in capsys.readouterr().out
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):

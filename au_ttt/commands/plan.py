@@ -103,7 +103,9 @@ def _other_paths(model: CostModel, path: str, plan_for: Callable[[str], list],
         alt = plan_for(alt_path)
         others[alt_path] = {"gpu_h": sum(e.device_h for e in alt if e.device == "gpu"),
                             "imagenet_pretraining_gpu_days": pretrain_days_for(alt_path)}
-        print(f"With the {alt_path} op profiles instead: {others[alt_path]['gpu_h']:,.1f} GPU-hours in this plan, "
+        gpu = (f"{others[alt_path]['gpu_h']:,.1f} GPU-hours in this plan" if any(e.device == "gpu" for e in alt)
+               else "no stage of this plan runs on a GPU (--gpus 0)")
+        print(f"With the {alt_path} op profiles instead: {gpu}, "
               f"ImageNet-1K pretraining {others[alt_path]['imagenet_pretraining_gpu_days']:,.1f} GPU-days.")
     if not others:
         print("No other AU-TTT path is profiled; another path's profiles (`au-ttt bench --profile-ops au_ttt "
