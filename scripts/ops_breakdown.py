@@ -7,14 +7,23 @@ forward and backward sweeps (``ttt_fused.scan_forward`` / ``scan_backward``, the
 the rest of the step, and the forward pass by block component, so the floor is plain: however few operations
 the rest ran, the loops alone set a lower bound on the ratio for any eager path.
 
+With ``--time``, the same split in seconds instead of operations, at 1 and at 2 threads: how much of a step the
+scan core's loops take and how each part speeds up with a second thread beside ViT-S's whole step — what
+the 2-thread FLOP efficiency is made of (median of ``--iters`` steps after one warm-up; wall clock, so run it on
+a quiet machine).
+
 Usage: python scripts/ops_breakdown.py [--size 224] [--batch 1] [--out results/bench/scan/ops-breakdown.json]
+       python scripts/ops_breakdown.py --time --batch 4 [--iters 5] [--out results/bench/scan/time-breakdown.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -72,12 +81,74 @@ def _attribute(step, model: torch.nn.Module, per_component: bool) -> Counter[str
     return mode.counts
 
 
+def _timed_core(step, iters: int) -> dict[str, float]:
+    """Median seconds of ``step`` and of the scan-core calls inside it, over ``iters`` calls."""
+    spent = [0.0]
+    saved = {name: getattr(ttt_fused, name) for name in CORE}
+
+    def clocked(fn):
+        def run(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[0] += time.perf_counter() - t0
+        return run
+
+    steps, cores = [], []
+    try:
+        for name in CORE:
+            setattr(ttt_fused, name, clocked(saved[name]))
+        for _ in range(iters):
+            spent[0] = 0.0
+            t0 = time.perf_counter()
+            step()
+            steps.append(time.perf_counter() - t0)
+            cores.append(spent[0])
+    finally:
+        for name, fn in saved.items():
+            setattr(ttt_fused, name, fn)
+    step_s, core_s = statistics.median(steps), statistics.median(cores)
+    return {"step_s": round(step_s, 4), "scan_core_s": round(core_s, 4), "rest_s": round(step_s - core_s, 4)}
+
+
+def time_split(size: int, batch: int, iters: int) -> dict:
+    """Training-step seconds at 1 and 2 threads: AU-TTT's scan core and rest, ViT-S's whole step."""
+    x = torch.randn(batch, 3, size, size)
+    out: dict = {}
+    for name in ("au_ttt_vit_s16", "timm_vit_s16"):
+        model, fwd = _build(name, size, 12, torch.device("cpu"))
+        step = _steps(model, fwd, x, "none")["train_step"]
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            step()                                                  # warm-up at this thread count
+            out.setdefault(name, {})[f"{threads}_threads"] = _timed_core(step, iters)
+    au, vit = out["au_ttt_vit_s16"], out["timm_vit_s16"]
+    speedup = lambda d, k: round(d["1_threads"][k] / d["2_threads"][k], 2)  # noqa: E731
+    out["speedup_with_2_threads"] = {"au_ttt step": speedup(au, "step_s"),
+                                     "au_ttt scan core": speedup(au, "scan_core_s"),
+                                     "au_ttt rest": speedup(au, "rest_s"), "vit_s step": speedup(vit, "step_s")}
+    out["scan_core_share"] = {t: round(au[t]["scan_core_s"] / au[t]["step_s"], 3) for t in ("1_threads", "2_threads")}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("results/bench/scan/ops-breakdown.json"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default results/bench/scan/ops-breakdown.json (time-breakdown.json with --time)")
+    parser.add_argument("--time", action="store_true", help="seconds at 1 and 2 threads instead of operations")
+    parser.add_argument("--iters", type=int, default=5, help="with --time: timed steps per thread count")
     args = parser.parse_args()
+    if args.time:
+        doc = {"command": f"python scripts/ops_breakdown.py --time --size {args.size} --batch {args.batch} "
+                          f"--iters {args.iters}", "torch": torch.__version__, "host": platform.machine(),
+               "load_before": os.getloadavg(), **time_split(args.size, args.batch, args.iters),
+               "load_after": os.getloadavg()}
+        _write(args.out or Path("results/bench/scan/time-breakdown.json"), doc)
+        print(json.dumps({k: doc[k] for k in ("speedup_with_2_threads", "scan_core_share")}, indent=1))
+        return
     torch.set_num_threads(1)
     x = torch.randn(args.batch, 3, args.size, args.size)
     rows = {}
@@ -103,11 +174,15 @@ def main() -> None:
     doc = {"command": f"python scripts/ops_breakdown.py --size {args.size} --batch {args.batch}",
            "torch": torch.__version__, "host": platform.machine(), "img_size": args.size, "batch": args.batch,
            "models": rows, "summary": summary}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(args.out)
+    _write(args.out or Path("results/bench/scan/ops-breakdown.json"), doc)
     print(json.dumps(summary, indent=1))
+
+
+def _write(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":
