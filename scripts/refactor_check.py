@@ -16,9 +16,11 @@ A change that is *meant* to move float32 rounding (a faster scan, another kernel
 ``--tolerance POINTS`` then judges it as another CPU would be judged (README, "How far your numbers may
 differ"): every table's headline cells (Table I's dataset means, Table II's averages, Table III's Avg.) within
 POINTS, and what does not depend on rounding exactly equal — frame counts, AU lists, all-positive floors,
-row and column labels. Per-AU and per-fold cells are reported (largest difference), not judged: one fold of
-four test subjects moves further than its mean. Both runs' job seconds (the DAG's ``benchmark:`` files,
-wall and CPU per rule) are summed beside the DAG's wall time, so a speed change is seen where it happens.
+row and column labels of Tables I-III. Per-AU and per-fold cells are reported (largest difference), not judged:
+one fold of four test subjects moves further than its mean; so are the paired comparisons, whose verdicts
+flip when an interval ends near 0 (each changed verdict is listed). Both runs' job seconds (the DAG's
+``benchmark:`` files, wall and CPU per rule) are summed beside the DAG's wall time, so a speed change is seen
+where it happens.
 """
 
 from __future__ import annotations
@@ -114,11 +116,16 @@ def compare(a: Path, b: Path) -> dict:
             "runs_in_one_only": [str(p) for p in only], "tables_compared": tables, "tables_differing": table_diff}
 
 
+def _judged(table: str) -> bool:
+    """Tables I-III are judged; the per-AU table and the paired comparisons (differences of judged cells and
+    the verdicts drawn from their intervals, which flip when an interval ends near 0) are reported only."""
+    return not table.endswith("_per_au.csv") and table != "comparisons.csv"
+
+
 def _headline(table: str, column: str, columns: list[str]) -> bool:
-    """A cell a table reports with its interval, not per AU: Table I's dataset means, Table II's direction
-    averages, Table III's Avg. (per-AU tables and the paired comparisons, derived from these, are not judged)."""
-    return (f"{column} lo" in columns and "AU" not in column
-            and not table.endswith("_per_au.csv") and table != "comparisons.csv")
+    """A cell a judged table reports with its interval, not per AU: Table I's dataset means, Table II's
+    direction averages, Table III's Avg."""
+    return f"{column} lo" in columns and "AU" not in column and _judged(table)
 
 
 def _table_drift(a: Path, b: Path, name: str) -> dict:
@@ -129,12 +136,15 @@ def _table_drift(a: Path, b: Path, name: str) -> dict:
     ta, tb = (pd.read_csv(root / "results/tables" / name) for root in (a, b))
     if list(ta.columns) != list(tb.columns) or ta.shape != tb.shape:
         return {"same_shape": False}
-    out: dict = {"same_shape": True, "labels_equal": True, "exact_equal": True, "headline_max": 0.0,
-                 "headline_cell": None, "other_max": 0.0}
+    out: dict = {"judged": _judged(name), "same_shape": True, "labels_equal": True, "exact_equal": True,
+                 "headline_max": 0.0, "headline_cell": None, "other_max": 0.0, "labels_changed": []}
     for col in ta.columns:
         x, y = ta[col], tb[col]
         if not (pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y)):
-            out["labels_equal"] &= bool(x.fillna("").astype(str).equals(y.fillna("").astype(str)))
+            xs, ys = x.fillna("").astype(str), y.fillna("").astype(str)
+            out["labels_equal"] &= bool(xs.equals(ys))
+            out["labels_changed"] += [f"{col}, row {i + 1}: {xs.iloc[i]!r} → {ys.iloc[i]!r}"
+                                      for i in np.flatnonzero((xs != ys).to_numpy())]
             continue
         diff = np.abs(x.to_numpy(float) - y.to_numpy(float))
         if col in EXACT_COLUMNS:
@@ -163,7 +173,7 @@ def drift(a: Path, b: Path, tolerance: float) -> dict:
             run_max = (round(abs(na["f1_mean"] - nb["f1_mean"]) * 100, 3), str(r.parent))
     tables = {t.name: _table_drift(a, b, t.name) for t in sorted((a / "results/tables").glob("*.csv"))}
     ok = not exact_differ and all(t.get("same_shape") and t["labels_equal"] and t["exact_equal"]
-                                  and t["headline_max"] <= tolerance for t in tables.values())
+                                  and t["headline_max"] <= tolerance for name, t in tables.items() if _judged(name))
     return {"tolerance_points": tolerance, "runs_exact_fields_differing": exact_differ,
             "run_f1_mean_max_points": {"points": run_max[0], "run": run_max[1]}, "tables": tables,
             "within_tolerance": ok}

@@ -93,3 +93,16 @@ def test_job_seconds_sum_benchmark_files_per_rule(rc, tmp_path):
         (bench / name).write_text(header + f"{s}\t0:00:{int(s):02d}\t1\t1\t1\t1\t0\t0\t50\t{cpu}\n")
     assert rc.job_seconds(tmp_path) == {"crops": {"jobs": 1, "wall_s": 1.0, "cpu_s": 0.5},
                                         "train": {"jobs": 2, "wall_s": 15.5, "cpu_s": 27.5}}
+
+
+def test_a_flipped_comparison_verdict_is_listed_not_judged(rc, tmp_path):
+    a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    frame = pd.read_csv(b / "results/tables/comparisons.csv")
+    before = frame.loc[0, "Finding"]
+    frame.loc[0, "Finding"] = "not distinguishable (interval contains 0)"
+    frame.loc[0, "Difference (points)"] += 4.0
+    frame.to_csv(b / "results/tables/comparisons.csv", index=False)
+    out = rc.drift(a, b, 3.0)
+    comp = out["tables"]["comparisons.csv"]
+    assert out["within_tolerance"] and not comp["judged"] and comp["other_max"] == pytest.approx(4.0, abs=1e-3)
+    assert comp["labels_changed"] == [f"Finding, row 1: {before!r} → 'not distinguishable (interval contains 0)'"]
