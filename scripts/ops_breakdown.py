@@ -9,8 +9,9 @@ the rest ran, the loops alone set a lower bound on the ratio for any eager path.
 
 With ``--time``, the same split in seconds instead of operations, at 1 and at 2 threads: how much of a step the
 scan core's loops take and how each part speeds up with a second thread beside ViT-S's whole step — what
-the 2-thread FLOP efficiency is made of (median of ``--iters`` steps after one warm-up; wall clock, so run it on
-a quiet machine).
+the 2-thread FLOP efficiency is made of — and the seconds of each block component's forward and backward
+(module hooks, in separate steps) beside ViT-S's (median of ``--iters`` steps after one warm-up; wall clock,
+so run it on a quiet machine).
 
 Usage: python scripts/ops_breakdown.py [--size 224] [--batch 1] [--out results/bench/scan/ops-breakdown.json]
        python scripts/ops_breakdown.py --time --batch 4 [--iters 5] [--out results/bench/scan/time-breakdown.json]
@@ -112,6 +113,43 @@ def _timed_core(step, iters: int) -> dict[str, float]:
     return {"step_s": round(step_s, 4), "scan_core_s": round(core_s, 4), "rest_s": round(step_s - core_s, 4)}
 
 
+def _component_seconds(model: torch.nn.Module, step, iters: int) -> dict[str, float]:
+    """Seconds per block component (summed over the blocks), forward and backward, median over ``iters`` steps.
+
+    Module hooks mark where each component's forward and backward start and end, so a component's backward
+    includes whatever its autograd nodes run (the scan's recomputation and reverse sweep for the mixer)."""
+    spent: Counter[str] = Counter()
+    start: dict[str, float] = {}
+    hooks = []
+
+    def mark(key: str):
+        return lambda *_: start.__setitem__(key, time.perf_counter())
+
+    def add(key: str):
+        return lambda *_: spent.__setitem__(key, spent[key] + time.perf_counter() - start[key]) or None
+
+    for block in getattr(model, "blocks", []):
+        for name, sub in block.named_children():
+            if not any(p.requires_grad for p in sub.parameters()):
+                continue                                            # no backward of its own to time
+            hooks += [sub.register_forward_pre_hook(mark(f"{name} forward")),
+                      sub.register_forward_hook(add(f"{name} forward")),
+                      sub.register_full_backward_pre_hook(mark(f"{name} backward")),
+                      sub.register_full_backward_hook(add(f"{name} backward"))]
+    runs = []
+    try:
+        step()
+        for _ in range(iters):
+            spent.clear()
+            step()
+            runs.append(dict(spent))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: round(statistics.median(r.get(k, 0.0) for r in runs), 4) for k in sorted(runs[0], key=lambda k:
+                                                                                            -runs[0][k])}
+
+
 def time_split(size: int, batch: int, iters: int) -> dict:
     """Training-step seconds at 1 and 2 threads: AU-TTT's scan core and rest, ViT-S's whole step."""
     x = torch.randn(batch, 3, size, size)
@@ -123,6 +161,7 @@ def time_split(size: int, batch: int, iters: int) -> dict:
             torch.set_num_threads(threads)
             step()                                                  # warm-up at this thread count
             out.setdefault(name, {})[f"{threads}_threads"] = _timed_core(step, iters)
+            out[name][f"{threads}_threads"]["by_component_s"] = _component_seconds(model, step, iters)
     au, vit = out["au_ttt_vit_s16"], out["timm_vit_s16"]
     speedup = lambda d, k: round(d["1_threads"][k] / d["2_threads"][k], 2)  # noqa: E731
     out["speedup_with_2_threads"] = {"au_ttt step": speedup(au, "step_s"),
