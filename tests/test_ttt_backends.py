@@ -4,7 +4,8 @@
   ``TRITON_INTERPRET=1`` (Triton reads it when it decorates its ``@jit`` functions, its own included, i.e. when it
   is first imported; see ``tests/triton_checks.py``). The kernels take float32: results are compared with the
   plain dual form in float64 to a relative 2e-5 of each tensor's largest magnitude (1e-4 through a whole model).
-  This checks the kernels' arithmetic, not their compilation for a GPU.
+  This checks the kernels' arithmetic, not their compilation for a GPU; the whole model on this backend is one
+  graph forward and backward (what ``torch.compile``, or CUDA graphs through ``mode="reduce-overhead"``, needs).
 * ``compiled``: the whole forward and backward (layout, the unrolled loop, the chain rule) trace into one graph
   each (``torch._dynamo.explain``: no graph break), and the traced graphs compute the same numbers in float64
   (traced with the ``aot_eager`` backend, which runs the graph without inductor's slow C++ code generation).
@@ -25,7 +26,7 @@ from au_ttt.model.ttt import ttt_linear
 from au_ttt.model.ttt_fast import ScanSpec, ttt_linear_fast
 
 
-@pytest.mark.parametrize("check", ["dual_form", "both_directions", "table3"])
+@pytest.mark.parametrize("check", ["dual_form", "both_directions", "table3", "whole_model_graph"])
 def test_triton_kernels_in_the_interpreter(check):
     """See tests/triton_checks.py: each check in a fresh process with TRITON_INTERPRET=1."""
     env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}

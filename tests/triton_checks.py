@@ -91,7 +91,31 @@ def table3() -> None:
             assert _close(a, b, 1e-4), f"variant {name}, tensor {i}"
 
 
+def whole_model_graph() -> None:
+    """The demo-size full model on the Triton backend is one graph, forward and backward (no graph break: the
+    kernels are custom ops), so the whole step can be compiled or captured in CUDA graphs
+    (``torch.compile(mode="reduce-overhead")``); the captured program computes what the eager one does."""
+    settings = load_settings(REPO / "config/config.yaml")
+    cfg = settings.model_for("au_roi_ttt").with_overrides(drop_path_rate=0.0)
+    torch.manual_seed(4)
+    model = set_scan_backend(AUTTT(cfg, 3), "triton")
+    x, masks = torch.randn(2, 3, cfg.img_size, cfg.img_size), torch.rand(2, 3, *cfg.grid_size)
+    explained = torch._dynamo.explain(model)(x, masks)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    results = []
+    for run in (model, torch.compile(model, backend="aot_eager", fullgraph=True)):
+        model.zero_grad(set_to_none=True)
+        out = run(x, masks)
+        (out.logits.sum() + out.heatmaps.pow(2).sum()).backward()
+        results.append([out.logits.detach(), out.heatmaps.detach()] + [p.grad.clone() for p in model.parameters()
+                                                                         if p.grad is not None])
+    assert len(results[1]) == len(results[0]) > 2
+    for i, (a, b) in enumerate(zip(*results, strict=True)):
+        assert _close(a, b, 1e-4), f"tensor {i}"       # float32 through a model, as in table3
+
+
 if __name__ == "__main__":
     assert ttt_triton.INTERPRETED, "run with TRITON_INTERPRET=1 in the environment"
-    {"dual_form": dual_form, "both_directions": both_directions, "table3": table3}[sys.argv[1]]()
+    {"dual_form": dual_form, "both_directions": both_directions, "table3": table3,
+     "whole_model_graph": whole_model_graph}[sys.argv[1]]()
     print("ok")
