@@ -33,8 +33,8 @@ from tqdm import tqdm
 from au_ttt.fileio import atomic_write, atomic_write_json
 from au_ttt.train.runtime import resolve_device
 
-__all__ = ["MODELS", "BenchResult", "default_batches", "plot_scaling", "ratio_table", "run_bench", "summarise",
-           "write_report"]
+__all__ = ["CUDA_ONLY", "MODELS", "BenchResult", "default_batches", "plot_scaling", "ratio_table", "run_bench",
+           "summarise", "write_report"]
 
 # name → what it is; the first is the subject, REFERENCE the yardstick of every ratio
 MODELS = {
@@ -43,7 +43,10 @@ MODELS = {
     "au_ttt_attention": "AU-TTT ViT-S/16 with timm attention instead of Bi-TTT (our control)",
     "au_ttt_reference": "AU-TTT ViT-S/16, plain dual form through autograd (before the fast scan)",
     "au_ttt_compiled": "AU-TTT ViT-S/16, model.compile: true (torch.compile of the whole scan, forward and backward)",
+    "au_ttt_graphs": "AU-TTT ViT-S/16, the whole model through torch.compile(mode='reduce-overhead', fullgraph=True): "
+                     "inductor kernels around the Triton scan, replayed as CUDA graphs (CUDA only)",
 }
+CUDA_ONLY = frozenset({"au_ttt_graphs"})
 SUBJECT, REFERENCE = "au_ttt_vit_s16", "timm_vit_s16"
 DEFAULT_MODELS = ("au_ttt_vit_s16", "timm_vit_s16", "au_ttt_attention")
 MODES = ("forward", "train_step")
@@ -82,6 +85,8 @@ def _build(name: str, img_size: int, num_aus: int, device: torch.device) -> tupl
         return vit, lambda x: vit(x).float().sum()
     if name not in MODELS:
         raise ValueError(f"unknown benchmark model {name!r}; choose from {', '.join(MODELS)}")
+    if name in CUDA_ONLY and device.type != "cuda":
+        raise ValueError(f"{name} captures CUDA graphs: run it with --device cuda (scripts/gpu_check.sh does)")
     from au_ttt.model.au_ttt import AUTTT
     from au_ttt.model.config import ModelConfig
     from au_ttt.model.layers import set_ttt_impl
@@ -95,9 +100,13 @@ def _build(name: str, img_size: int, num_aus: int, device: torch.device) -> tupl
     if name == "au_ttt_reference":
         set_ttt_impl(au, "reference")
     masks = torch.rand(1, num_aus, *cfg.grid_size, device=device)
+    # one graph forward and backward with the Triton scan (tests/triton_checks.py: whole_model_graph); while a
+    # dispatch mode counts FLOPs or operations dynamo does not run, so the eager program is what is counted
+    compiled = torch.compile(au, mode="reduce-overhead", fullgraph=True) if name == "au_ttt_graphs" else au
 
     def fwd(x):
-        out = au(x, masks.expand(x.shape[0], -1, -1, -1))
+        run = au if torch._C._len_torch_dispatch_stack() else compiled
+        out = run(x, masks.expand(x.shape[0], -1, -1, -1))
         return out.logits.float().sum() + out.heatmaps.float().pow(2).sum()
 
     return au, fwd

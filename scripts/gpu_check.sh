@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # GPU readiness in a few minutes on one GPU: the Triton scan kernels checked on the GPU, the AU-TTT vs ViT-S/16
 # benchmark (224-896 px, forward and training step, bf16 autocast, synchronised timing, CUDA peak memory, the
-# attention control and model.compile: true alongside) and a short real training of the paper-size model (AdamW,
-# the paper's losses, bf16 with the TTT state in fp32) that must bring its loss down. Results:
-# results/bench/bench-cuda-bf16-*.json, scaling.png, train-check-cuda-*.json.
+# attention control and model.compile: true alongside), a short real training of the paper-size model (AdamW,
+# the paper's losses, bf16 with the TTT state in fp32) that must bring its loss down, and last the whole model
+# compiled and replayed as CUDA graphs at 224 px (au_ttt_graphs). Results:
+# results/bench/bench-cuda-bf16-*.json, scaling.png, train-check-cuda-*.json, graphs/bench-cuda-bf16-*.json.
 # Run from anywhere:   scripts/gpu_check.sh                          (uses `au-ttt` on PATH)
 #                      AU_TTT="python -m au_ttt.cli" scripts/gpu_check.sh
 set -euo pipefail
@@ -31,4 +32,11 @@ start=$(date +%s)
 $AU_TTT bench --device cuda --amp bf16 --out "$OUT" \
   --models au_ttt_vit_s16 timm_vit_s16 au_ttt_attention au_ttt_compiled \
   --warmup 3 --iters 10 --train-check 60 --config config/paper.yaml
+# last, so its compile cannot cost the results above: the whole model compiled (inductor kernels around the Triton
+# scan) and replayed as CUDA graphs at 224 px — how much of the step the launches were; cold compile takes minutes,
+# so it is cut off after GRAPHS_TIMEOUT seconds (default 300; lower it when the GPU session is short)
+# shellcheck disable=SC2086
+timeout "${GRAPHS_TIMEOUT:-300}" $AU_TTT bench --device cuda --amp bf16 --out "$OUT/graphs" --sizes 224 --no-ops \
+  --models au_ttt_vit_s16 timm_vit_s16 au_ttt_graphs --warmup 3 --iters 10 \
+  || echo "gpu_check: the CUDA-graphs benchmark did not finish (exit $?); the results above stand"
 echo "gpu_check: done in $(( $(date +%s) - start )) s; results in $OUT/"

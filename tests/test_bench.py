@@ -9,7 +9,7 @@ import torch
 from conftest import REPO
 from torch.utils.flop_counter import FlopCounterMode
 
-from au_ttt.bench import plot_scaling, ratio_table, run_bench, summarise
+from au_ttt.bench import _build, plot_scaling, ratio_table, run_bench, summarise
 from au_ttt.cli import main
 from au_ttt.model.flops import count_fn_flops
 
@@ -93,6 +93,10 @@ def test_bench_arguments_are_checked(capsys):
     assert main(["bench", "--sizes", "100"]) == 2
     err = capsys.readouterr().err
     assert "one value per size" in err and "multiples of the patch size" in err
+    assert main(["bench", "--device", "cpu", "--sizes", "224", "--models", "au_ttt_vit_s16", "au_ttt_graphs"]) == 2
+    assert "--models au_ttt_graphs capture CUDA graphs and need a CUDA device (cpu here)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="au_ttt_graphs captures CUDA graphs: run it with --device cuda"):
+        _build("au_ttt_graphs", 32, 3, torch.device("cpu"))
 
 
 def test_train_check_runs_the_training_loops_optimisation(tmp_path):

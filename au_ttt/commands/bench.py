@@ -72,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--sizes must be positive multiples of the patch size 16, got {args.sizes}")
     args.device = str(resolve_device(args.device))        # the one device policy (au_ttt.train.runtime)
     cuda = args.device.startswith("cuda")
+    from au_ttt.bench import CUDA_ONLY
+
+    if not cuda and not args.no_bench and (wanted := sorted(CUDA_ONLY & set(args.models))):
+        raise InputError(f"--models {' '.join(wanted)} capture CUDA graphs and need a CUDA device ({args.device} "
+                         "here): leave them out, or run scripts/gpu_check.sh on a GPU machine")
     amp = args.amp or ("bf16" if cuda else "none")
     batches = dict(zip(args.sizes, args.batch, strict=True)) if args.batch else None
     if not args.no_bench:
