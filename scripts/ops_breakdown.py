@@ -20,6 +20,7 @@ Usage: python scripts/ops_breakdown.py [--size 224] [--batch 1] [--out results/b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -59,10 +60,22 @@ class _Regions(TorchDispatchMode):
         return run
 
 
+@contextlib.contextmanager
+def _core_wrapped(wrap):
+    """The scan core's sweeps replaced by ``wrap(fn, name)`` while the block runs, restored after."""
+    saved = {name: getattr(ttt_fused, name) for name in CORE}
+    try:
+        for name, fn in saved.items():
+            setattr(ttt_fused, name, wrap(fn, name))
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(ttt_fused, name, fn)
+
+
 def _attribute(step, model: torch.nn.Module, per_component: bool) -> Counter[str]:
     """Run ``step`` once with the scan core (and, for a forward, each block component) labelled."""
     mode = _Regions()
-    saved = {name: getattr(ttt_fused, name) for name in CORE}
     hooks = []
     if per_component:
         for block in getattr(model, "blocks", []):
@@ -70,13 +83,9 @@ def _attribute(step, model: torch.nn.Module, per_component: bool) -> Counter[str
                 hooks.append(sub.register_forward_pre_hook(lambda m, i, n=name: mode.stack.append(f"block.{n}")))
                 hooks.append(sub.register_forward_hook(lambda m, i, o: mode.stack.pop() and None))
     try:
-        for name in CORE:
-            setattr(ttt_fused, name, mode.labelled(saved[name], f"scan core: {name}"))
-        with mode:
+        with _core_wrapped(lambda fn, name: mode.labelled(fn, f"scan core: {name}")), mode:
             step()
     finally:
-        for name, fn in saved.items():
-            setattr(ttt_fused, name, fn)
         for h in hooks:
             h.remove()
     return mode.counts
@@ -85,9 +94,8 @@ def _attribute(step, model: torch.nn.Module, per_component: bool) -> Counter[str
 def _timed_core(step, iters: int) -> dict[str, float]:
     """Median seconds of ``step`` and of the scan-core calls inside it, over ``iters`` calls."""
     spent = [0.0]
-    saved = {name: getattr(ttt_fused, name) for name in CORE}
 
-    def clocked(fn):
+    def clocked(fn, _name):
         def run(*a, **k):
             t0 = time.perf_counter()
             try:
@@ -97,18 +105,13 @@ def _timed_core(step, iters: int) -> dict[str, float]:
         return run
 
     steps, cores = [], []
-    try:
-        for name in CORE:
-            setattr(ttt_fused, name, clocked(saved[name]))
+    with _core_wrapped(clocked):
         for _ in range(iters):
             spent[0] = 0.0
             t0 = time.perf_counter()
             step()
             steps.append(time.perf_counter() - t0)
             cores.append(spent[0])
-    finally:
-        for name, fn in saved.items():
-            setattr(ttt_fused, name, fn)
     step_s, core_s = statistics.median(steps), statistics.median(cores)
     return {"step_s": round(step_s, 4), "scan_core_s": round(core_s, 4), "rest_s": round(step_s - core_s, 4)}
 
@@ -138,7 +141,6 @@ def _component_seconds(model: torch.nn.Module, step, iters: int) -> dict[str, fl
                       sub.register_full_backward_hook(add(f"{name} backward"))]
     runs = []
     try:
-        step()
         for _ in range(iters):
             spent.clear()
             step()

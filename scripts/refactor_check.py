@@ -92,13 +92,16 @@ def _probabilities(folder: Path):
     return np.asarray(frame[sorted(cols)], dtype=np.float64) if cols else None
 
 
+def _records(root: Path) -> set[Path]:
+    """Every run record a DAG wrote (fold runs and cross-domain evaluations), relative to its run folder."""
+    return {p.relative_to(root) for top in ("runs", "cross") for p in (root / "results" / top).rglob("metrics.json")}
+
+
 def compare(a: Path, b: Path) -> dict:
     """Every run both trees made: numbers and probabilities equal, or which differ."""
     import numpy as np
 
-    rel = lambda root: {p.relative_to(root) for top in ("runs", "cross")  # noqa: E731
-                        for p in (root / "results" / top).rglob("metrics.json")}
-    both, only = sorted(rel(a) & rel(b)), sorted(rel(a) ^ rel(b))
+    both, only = sorted(_records(a) & _records(b)), sorted(_records(a) ^ _records(b))
     differ, probs_checked = [], 0
     for r in both:
         if _numbers(a / r) != _numbers(b / r):
@@ -162,10 +165,8 @@ def _table_drift(a: Path, b: Path, name: str) -> dict:
 
 def drift(a: Path, b: Path, tolerance: float) -> dict:
     """A numerics change judged like another CPU: headline cells within ``tolerance`` points, labels exact."""
-    rel = lambda root: {p.relative_to(root) for top in ("runs", "cross")  # noqa: E731
-                        for p in (root / "results" / top).rglob("metrics.json")}
     exact_differ, run_max = [], (0.0, "")
-    for r in sorted(rel(a) & rel(b)):
+    for r in sorted(_records(a) & _records(b)):
         na, nb = _numbers(a / r), _numbers(b / r)
         if any(na.get(k) != nb.get(k) for k in EXACT):
             exact_differ.append(str(r))
